@@ -1,0 +1,297 @@
+"""Small generated videos, frame folders and dataset layouts for the video tests.
+
+Everything here is written with PyAV at test time (a few KB per clip), so the tests never need the
+real datasets. Clips are tiny (e.g. 32x32, 8-16 frames) to keep the whole suite fast on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+# Codec -> pixel format it can encode from RGB. yuv444p lets libx264 take odd frame sizes.
+_PIX_FMT = {"mpeg4": "yuv420p", "libx264": "yuv444p", "mjpeg": "yuvj420p", "mpeg2video": "yuv420p"}
+
+# FFmpeg's FF_QP2LAMBDA: global_quality is a quantiser in lambda units.
+_QP2LAMBDA = 118
+
+# Grey levels used by `index_coded_frames`: far enough apart to survive lossy coding.
+_LEVEL_STEP = 12
+
+
+def write_video(
+    path: Path | str,
+    frames: np.ndarray,
+    fps: float = 25,
+    codec: str = "mpeg4",
+    *,
+    rotation: int | None = None,
+    keyframe_interval: int | None = None,
+    quality: int | None = 2,
+) -> Path:
+    """Encode ``frames`` (T, H, W, 3) uint8 RGB into ``path``; the container follows the suffix.
+
+    Args:
+        path: Output file (``.avi``, ``.mp4``, ``.mkv``, ...).
+        frames: The RGB frames.
+        fps: Frame rate.
+        codec: Any PyAV encoder, e.g. ``"mpeg4"`` (Xvid-like, as UCF101/HMDB51) or ``"libx264"``.
+        rotation: Display-matrix rotation in degrees counter-clockwise (what phones write), if any.
+        keyframe_interval: GOP size; ``None`` keeps the encoder's default.
+        quality: Fixed quantiser for mpeg4/mjpeg (lower is better) so colours survive coding.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.asarray(frames, dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = _PIX_FMT.get(codec, "yuv420p")
+        if keyframe_interval is not None:
+            stream.codec_context.gop_size = keyframe_interval
+        if quality is not None and codec in ("mpeg4", "mjpeg"):
+            stream.codec_context.qscale = True  # fixed quantiser instead of the 200 kb/s default
+            stream.codec_context.global_quality = quality * _QP2LAMBDA
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def moving_square_frames(
+    num_frames: int, height: int, width: int, direction: str = "right", *, square: int | None = None
+) -> np.ndarray:
+    """A white square sliding across a black frame, left-to-right or right-to-left.
+
+    The two directions contain the same set of frames in opposite order, so a classifier can only
+    tell them apart from temporal order.
+
+    Returns:
+        (T, H, W, 3) uint8 frames.
+    """
+    if direction not in ("left", "right"):
+        raise ValueError(f"direction must be 'left' or 'right', got {direction!r}")
+    side = square or max(2, min(height, width) // 3)
+    top = (height - side) // 2
+    xs = np.linspace(0, width - side, num_frames).round().astype(int)
+    if direction == "left":
+        xs = xs[::-1]
+    frames = np.zeros((num_frames, height, width, 3), dtype=np.uint8)
+    for frame, x in zip(frames, xs, strict=True):
+        frame[top : top + side, x : x + side] = 255
+    return frames
+
+
+def index_coded_frames(num_frames: int, height: int = 32, width: int = 32) -> np.ndarray:
+    """Uniform grey frames whose level encodes the frame index; read it back with `frame_index_of`."""
+    if num_frames * _LEVEL_STEP > 255 + _LEVEL_STEP:
+        raise ValueError(f"at most {255 // _LEVEL_STEP + 1} index-coded frames")
+    levels = np.arange(num_frames) * _LEVEL_STEP
+    return np.broadcast_to(levels[:, None, None, None], (num_frames, height, width, 3)).astype(np.uint8)
+
+
+def frame_index_of(frame: np.ndarray) -> int:
+    """The index an `index_coded_frames` frame carried, robust to lossy coding."""
+    return round(float(np.asarray(frame).mean()) / _LEVEL_STEP)
+
+
+def write_frame_folder(
+    folder: Path | str, frames: np.ndarray, pattern: str = "frame{:06d}.jpg", start: int = 1
+) -> Path:
+    """Save frames as images named ``pattern.format(i)`` (1-based by default, as extraction tools do)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames, start=start):
+        Image.fromarray(np.asarray(frame, dtype=np.uint8)).save(folder / pattern.format(i), quality=95)
+    return folder
+
+
+# --- broken and unusual files -------------------------------------------------------------------
+
+
+def make_empty_file(path: Path | str) -> Path:
+    """A zero-byte ``.mp4``."""
+    path = Path(path)
+    path.write_bytes(b"")
+    return path
+
+
+def make_text_file(path: Path | str) -> Path:
+    """A text file with a video suffix."""
+    path = Path(path)
+    path.write_text("this is a text file, not a video\n" * 20)
+    return path
+
+
+def make_audio_only(path: Path | str, codec: str = "aac", seconds: float = 0.5) -> Path:
+    """A container with one audio stream (a sine tone) and no video stream."""
+    path = Path(path)
+    rate = 16000
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono")
+        samples_per_frame = 1024
+        t = np.arange(int(seconds * rate)) / rate
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        fmt, scale = ("fltp", 1.0) if codec == "aac" else ("s16", 32767.0)
+        for start in range(0, len(tone) - samples_per_frame + 1, samples_per_frame):
+            chunk = tone[start : start + samples_per_frame] * scale
+            data = chunk.astype(np.float32 if fmt == "fltp" else np.int16)[None]
+            frame = av.AudioFrame.from_ndarray(data, format=fmt, layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_truncated(src: Path | str, dst: Path | str, keep_fraction: float = 0.5) -> Path:
+    """Copy the first ``keep_fraction`` of ``src``'s bytes, as an interrupted download leaves it."""
+    data = Path(src).read_bytes()
+    dst = Path(dst)
+    dst.write_bytes(data[: int(len(data) * keep_fraction)])
+    return dst
+
+
+def make_corrupt_middle(src: Path | str, dst: Path | str, num_bytes: int = 64, seed: int = 0) -> Path:
+    """Copy ``src`` and overwrite ``num_bytes`` in the middle with random bytes (a damaged packet)."""
+    data = bytearray(Path(src).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + num_bytes] = (
+        np.random.default_rng(seed).integers(0, 256, num_bytes, np.uint8).tobytes()
+    )
+    dst = Path(dst)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+# --- dataset layouts ----------------------------------------------------------------------------
+
+
+def _class_clip(directory: str, num_frames: int, size: tuple[int, int]) -> np.ndarray:
+    return moving_square_frames(num_frames, *size, direction=directory)
+
+
+def _write_class_videos(
+    cache: dict[str, Path], key: str, dst: Path, num_frames: int, size: tuple[int, int]
+) -> None:
+    """Encode one clip per direction once and copy it, because encoding dominates layout creation."""
+    if key not in cache:
+        cache[key] = write_video(dst, _class_clip(key, num_frames, size))
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cache[key], dst)
+
+
+def make_ucf101_layout(
+    root: Path | str,
+    classes: Sequence[str] = ("MoveLeft", "MoveRight"),
+    groups: int = 4,
+    clips_per_group: int = 1,
+    test_groups: Sequence[int] = (1,),
+    *,
+    num_frames: int = 8,
+    size: tuple[int, int] = (32, 32),
+) -> tuple[Path, Path]:
+    """UCF101 as shipped: ``UCF-101/<Class>/v_<Class>_gXX_cYY.avi`` plus ``ucfTrainTestlist/``.
+
+    Classes alternate square directions (even class index: right, odd: left). Groups listed in
+    ``test_groups`` go to ``testlist01.txt``, the rest to ``trainlist01.txt``; the lists use CRLF line
+    ends like the real ones.
+
+    Returns:
+        (videos_root, annotations_dir).
+    """
+    root = Path(root)
+    videos, annotations = root / "UCF-101", root / "ucfTrainTestlist"
+    annotations.mkdir(parents=True, exist_ok=True)
+    cache: dict[str, Path] = {}
+    train, test = [], []
+    for label, name in enumerate(classes, start=1):
+        direction = "right" if label % 2 else "left"
+        for g in range(1, groups + 1):
+            for c in range(1, clips_per_group + 1):
+                rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
+                _write_class_videos(cache, direction, videos / rel, num_frames, size)
+                (test.append(rel) if g in test_groups else train.append(f"{rel} {label}"))
+    class_ind = [f"{i} {name}" for i, name in enumerate(classes, start=1)]
+    for file_name, lines in (
+        ("classInd.txt", class_ind),
+        ("trainlist01.txt", train),
+        ("testlist01.txt", test),
+    ):
+        (annotations / file_name).write_bytes("".join(f"{line}\r\n" for line in lines).encode())
+    return videos, annotations
+
+
+def make_hmdb51_layout(
+    root: Path | str,
+    classes: Sequence[str] = ("wave", "walk"),
+    videos_per_class: int = 4,
+    *,
+    num_frames: int = 8,
+    size: tuple[int, int] = (32, 32),
+) -> tuple[Path, Path]:
+    """HMDB51 as shipped: ``hmdb51/<class>/<Movie>_<class>_..._N.avi`` plus ``testTrainMulti_7030_splits/``.
+
+    Per class, video 0 is unused (id 0), video 1 is test (id 2) and the rest are train (id 1), for
+    split 1 only.
+
+    Returns:
+        (videos_root, splits_dir).
+    """
+    root = Path(root)
+    videos, splits = root / "hmdb51", root / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True, exist_ok=True)
+    cache: dict[str, Path] = {}
+    for k, name in enumerate(classes):
+        direction = "right" if k % 2 == 0 else "left"
+        lines = []
+        for v in range(videos_per_class):
+            file_name = f"Movie{v}_{name}_f_nm_np1_fr_med_{v}.avi"
+            _write_class_videos(cache, direction, videos / name / file_name, num_frames, size)
+            lines.append(f"{file_name} {0 if v == 0 else 2 if v == 1 else 1} ")
+        (splits / f"{name}_test_split1.txt").write_text("\n".join(lines) + "\n")
+    return videos, splits
+
+
+def make_class_folder_layout(
+    root: Path | str,
+    classes: Sequence[str] = ("left", "right"),
+    groups: int = 5,
+    clips_per_group: int = 2,
+    *,
+    ucf_names: bool = True,
+    frame_folders: bool = False,
+    num_frames: int = 8,
+    size: tuple[int, int] = (32, 32),
+) -> Path:
+    """``<root>/<class>/<clip>``: clips are ``.avi`` files or (``frame_folders``) directories of JPEGs.
+
+    With ``ucf_names`` clips are named ``v_<class>_gXX_cYY`` so the split can be group-aware.
+    """
+    root = Path(root)
+    cache: dict[str, Path] = {}
+    for k, name in enumerate(classes):
+        direction = "right" if k % 2 else "left"
+        for g in range(1, groups + 1):
+            for c in range(1, clips_per_group + 1):
+                stem = f"v_{name}_g{g:02d}_c{c:02d}" if ucf_names else f"clip{g}{c}"
+                if frame_folders:
+                    write_frame_folder(root / name / stem, _class_clip(direction, num_frames, size))
+                else:
+                    _write_class_videos(cache, direction, root / name / f"{stem}.avi", num_frames, size)
+    return root

@@ -1,0 +1,138 @@
+"""The ``vision2seq`` command: subcommands mapping to plain functions.
+
+Exit status: 0 success; 1 some input could not be processed (each reported as one line on stderr);
+2 usage error (bad arguments, unknown config key, wrong value type); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vision2seq.config import ConfigError
+from vision2seq.errors import UserError
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vision2seq.config import load_config
+    from vision2seq.train import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, resume=args.resume, progress=not args.quiet)
+    best = f"{result.best_metric:.4f} (epoch {result.best_epoch})" if result.best_metric is not None else "n/a"
+    print(f"trained {result.epochs_run} epochs; best {config.train.monitor or 'monitored metric'}: {best}; "
+          f"checkpoints in {result.output_dir}")
+    return EXIT_OK
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    from vision2seq.captioner import Captioner
+    from vision2seq.data.images import find_images
+
+    captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
+    paths, missing = find_images(args.paths)
+    for line in missing:
+        print(line, file=sys.stderr)
+    generation = {"beam_size": args.beam_size, "max_len": args.max_len}
+    failed = bool(missing)
+    rows = []
+    for result in captioner.caption_files(paths, batch_size=args.batch_size, num_workers=args.workers,
+                                          **generation):
+        if result.error:
+            failed = True
+            print(result.error, file=sys.stderr)
+            continue
+        if args.json:
+            rows.append({"file": result.file, "caption": result.caption})
+        else:
+            print(f"{result.file}\t{result.caption}", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return EXIT_INPUT if failed else EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vision2seq.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides,
+                                  device=args.device, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for key, value in metrics.items():
+            if isinstance(value, float):
+                print(f"{key}\t{value:.4f}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vision2seq.demo import run_demo
+
+    run_demo(Path(args.output_dir), args.overrides, progress=not args.quiet)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vision2seq", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    overrides = {"nargs": "*", "default": [], "metavar": "KEY=VALUE",
+                 "help": "config overrides, e.g. train.epochs=3 output_dir=runs/a"}
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", help="experiment YAML file (see configs/)")
+    p.add_argument("overrides", **overrides)
+    p.add_argument("--resume", action="store_true", help="continue from output_dir/last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("caption", help="caption image files, folders or glob patterns")
+    p.add_argument("--checkpoint", required=True, help="a captioning checkpoint (best.pt)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders, or glob patterns")
+    p.add_argument("--beam-size", type=int, default=None, help="beam width (1 = greedy; default: config)")
+    p.add_argument("--max-len", type=int, default=None, help="maximum caption length in tokens")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="image-decoding worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "caption"}')
+    p.set_defaults(func=cmd_caption)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--split", default="test", help="dataset split to score (default: test)")
+    p.add_argument("overrides", **overrides)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as a JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="generate a small dataset, train a captioner on it, show captions")
+    p.add_argument("--output-dir", default="demo_run", help="where data and checkpoints go")
+    p.add_argument("overrides", **overrides)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"vision2seq {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as exc:
+        print(f"vision2seq {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print(f"vision2seq {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

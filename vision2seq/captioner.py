@@ -1,0 +1,120 @@
+"""Captioning from Python: ``Captioner.from_checkpoint(path).caption(images)``.
+
+A checkpoint carries everything needed (weights, config, vocabulary); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vision2seq.checkpoint import load_checkpoint
+from vision2seq.config import CaptioningConfig, apply_override, config_from_dict, config_to_dict
+from vision2seq.data.images import ImageFiles, collate_good, load_image
+from vision2seq.data.tokenizer import detokenize
+from vision2seq.data.vocab import Vocabulary
+from vision2seq.engine import resolve_device
+from vision2seq.tasks.captioning import CaptionModel, build_caption_model, generate_captions
+
+
+@dataclass
+class CaptionResult:
+    """The caption of one file, or the one-line reason it could not be captioned."""
+
+    file: str
+    caption: str | None = None
+    error: str | None = None
+    attention: torch.Tensor | None = None
+    """``(tokens, grid_h, grid_w)`` attention weights when requested from an attention decoder."""
+
+
+class Captioner:
+    """A trained captioning model ready to caption images."""
+
+    def __init__(self, model: CaptionModel, vocab: Vocabulary, config: CaptioningConfig,
+                 device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.vocab, self.config = vocab, config
+        self.transform = model.encoder.preprocessing.transform()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Captioner:
+        """Load a captioning checkpoint (``best.pt`` / ``last.pt``) safely; ``device``: auto/cpu/cuda."""
+        return cls.from_payload(load_checkpoint(path, task="captioning"), str(path), device)
+
+    @classmethod
+    def from_payload(cls, ckpt: dict, source: str, device: str = "auto") -> Captioner:
+        """Build from an already loaded checkpoint dict (see ``checkpoint.load_checkpoint``)."""
+        config = config_from_dict(ckpt["config"], source=source)
+        vocab = Vocabulary(ckpt["extras"]["vocab"])
+        model = build_caption_model(config, len(vocab), load_weights=False)
+        model.load_state_dict(ckpt["model"])
+        return cls(model, vocab, config, resolve_device(device))
+
+    def with_overrides(self, overrides: Sequence[str]) -> CaptioningConfig:
+        """The checkpoint's config with ``key=value`` overrides applied (e.g. new data paths)."""
+        raw = config_to_dict(self.config)
+        for item in overrides:
+            apply_override(raw, item)
+        return config_from_dict(raw, source="checkpoint config")  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def caption_tensors(self, images: torch.Tensor, *, beam_size: int | None = None, max_len: int | None = None,
+                        length_penalty: float | None = None, return_attention: bool = False
+                        ) -> tuple[list[str], list[torch.Tensor] | None]:
+        """Caption a batch of preprocessed images ``(B, 3, H, W)``."""
+        g = self.config.generation
+        features = self.model.encoder(images.to(self.device))
+        result = generate_captions(
+            self.model, features, self.vocab,
+            beam_size=beam_size if beam_size is not None else (g.beam_size if g.strategy == "beam" else 1),
+            max_len=max_len or g.max_len,
+            length_penalty=g.length_penalty if length_penalty is None else length_penalty,
+            return_attention=return_attention,
+        )
+        captions = [detokenize(self.vocab.decode(tokens)) for tokens in result.tokens]
+        attention = None
+        if return_attention and result.attention is not None:
+            h, w = self.model.encoder.grid_size
+            attention = [a.reshape(a.shape[0], h, w).cpu() if a.shape[-1] == h * w else a.cpu()
+                         for a in result.attention]
+        return captions, attention
+
+    def caption(self, images: Sequence[str | Path | Image.Image], **generation) -> list[str]:
+        """Captions of image files or PIL images; a bad file raises ``ImageReadError`` naming it."""
+        pixels = [self.transform(load_image(im) if not isinstance(im, Image.Image) else im.convert("RGB"))
+                  for im in images]
+        if not pixels:
+            return []
+        return self.caption_tensors(torch.stack(pixels), **generation)[0]
+
+    def caption_files(self, paths: Sequence[str | Path], *, batch_size: int = 32, num_workers: int = 2,
+                      progress: bool | None = None, **generation) -> Iterator[CaptionResult]:
+        """Caption many files in batches, decoding in worker processes, in input order.
+
+        Unreadable files are yielded with ``error`` set (one line naming the file and the reason); the
+        others are still captioned.
+        """
+        paths = [Path(p) for p in paths]
+        loader = DataLoader(ImageFiles(paths, self.transform), batch_size=batch_size,
+                            num_workers=min(num_workers, max(0, len(paths) // batch_size)),
+                            collate_fn=collate_good, pin_memory=self.device.type == "cuda")
+        show = progress if progress is not None else len(paths) > batch_size
+        bar = tqdm(total=len(paths), unit="img", disable=not show, file=sys.stderr, desc="captioning")
+        for indices, images, errors in loader:
+            results: dict[int, CaptionResult] = {i: CaptionResult(str(paths[i]), error=e) for i, e in errors}
+            if images is not None:
+                captions, attention = self.caption_tensors(images, **generation)
+                for n, (i, text) in enumerate(zip(indices.tolist(), captions, strict=True)):
+                    results[i] = CaptionResult(str(paths[i]), text, None, attention[n] if attention else None)
+            bar.update(len(results))
+            yield from (results[i] for i in sorted(results))
+        bar.close()

@@ -1,0 +1,177 @@
+"""Torch datasets and loaders for captioning: (image or cached feature, caption) pairs for training,
+one item per image with its references for evaluation."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vision2seq.config import CaptioningConfig
+from vision2seq.data.captions import CaptionedImage, check_images_exist, load_caption_dataset, select_split
+from vision2seq.data.features import (
+    FeatureStore,
+    cached_features,
+    default_cache_root,
+    files_fingerprint,
+    module_fingerprint,
+)
+from vision2seq.data.images import ImageFiles, ImageReadError, collate_good, load_image
+from vision2seq.data.vocab import Vocabulary
+from vision2seq.models.encoder import ImageEncoder
+
+
+class EpochSampler(Sampler[int]):
+    """A random permutation that depends only on (seed, epoch): a resumed run sees the same order."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=g).tolist())
+
+
+class ImageSource:
+    """Gives the model input of image ``i``: its cached feature row, or its decoded, transformed pixels."""
+
+    def __init__(self, paths: list[Path], transform: Callable, store: FeatureStore | None) -> None:
+        self.paths, self.transform, self.store = paths, transform, store
+
+    @property
+    def input_key(self) -> str:
+        return "features" if self.store is not None else "images"
+
+    def __call__(self, i: int) -> torch.Tensor:
+        if self.store is not None:
+            return self.store[self.store.rows[str(self.paths[i])]]
+        return self.transform(load_image(self.paths[i]))
+
+
+class CaptionPairs(Dataset):
+    """Training items: one per (image, reference caption) pair."""
+
+    def __init__(self, records: list[CaptionedImage], source: ImageSource, vocab: Vocabulary, max_len: int):
+        self.source = source
+        self.pairs = [(i, vocab.encode(tokens, max_len)) for i, r in enumerate(records) for tokens in r.tokens]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, caption = self.pairs[index]
+        return {self.source.input_key: self.source(image), "caption": torch.tensor(caption)}
+
+
+class CaptionedImages(Dataset):
+    """Evaluation items: one per image, with its key and raw reference captions."""
+
+    def __init__(self, records: list[CaptionedImage], source: ImageSource):
+        self.records, self.source = records, source
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        r = self.records[index]
+        return {self.source.input_key: self.source(index), "key": r.key, "references": r.captions}
+
+
+def collate_captions(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack inputs, right-pad captions with ``<pad>`` (id 0), keep keys/references as lists."""
+    batch: dict[str, Any] = {}
+    for name in ("features", "images"):
+        if name in items[0]:
+            batch[name] = torch.stack([it[name] for it in items])
+    if "caption" in items[0]:
+        batch["captions"] = torch.nn.utils.rnn.pad_sequence([it["caption"] for it in items], batch_first=True)
+    if "key" in items[0]:
+        batch["keys"] = [it["key"] for it in items]
+        batch["references"] = [it["references"] for it in items]
+    return batch
+
+
+@dataclass
+class CaptionData:
+    vocab: Vocabulary
+    train: DataLoader
+    val: DataLoader
+
+
+def report_line(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def prepare_records(config: CaptioningConfig, split: str | list[str]) -> list[CaptionedImage]:
+    d = config.data
+    records = load_caption_dataset(d.annotations, d.images, d.val_annotations, d.val_images)
+    chosen = select_split(records, split)
+    if not chosen:
+        present = sorted({r.split for r in records})
+        raise ImageReadError(f"{d.annotations}: no images in split {split} (splits present: {present})")
+    return check_images_exist(chosen, d.annotations, d.skip_missing)
+
+
+def image_source(config: CaptioningConfig, encoder: ImageEncoder, records: list[CaptionedImage],
+                 device: torch.device) -> tuple[ImageSource, list[CaptionedImage]]:
+    """Use the feature cache for a frozen encoder (building it once); drop images that failed to decode."""
+    transform = encoder.preprocessing.transform()
+    paths = [r.path for r in records]
+    if not (encoder.frozen and config.data.cache_features):
+        return ImageSource(paths, transform, None), records
+    unique = sorted(set(paths), key=str)
+    fingerprint = module_fingerprint(encoder, encoder.output, encoder.preprocessing, files_fingerprint(unique))
+    root = Path(config.data.cache_dir) if config.data.cache_dir else default_cache_root()
+    encoder.to(device).eval()
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return encoder(images.to(device))
+
+    store = cached_features(root / "features", fingerprint, [str(p) for p in unique], ImageFiles(unique, transform),
+                            collate_good, encode, batch_size=config.train.batch_size,
+                            num_workers=config.train.num_workers, report=report_line)
+    kept = [r for r in records if str(r.path) not in store.failed]
+    return ImageSource([r.path for r in kept], transform, store), kept
+
+
+def build_caption_data(config: CaptioningConfig, encoder: ImageEncoder, device: torch.device,
+                       vocab: Vocabulary | None = None) -> CaptionData:
+    """Training and validation loaders (and the vocabulary, built from the training captions)."""
+    d, t = config.data, config.train
+    train_records = prepare_records(config, d.train_splits)
+    val_records = prepare_records(config, d.val_split)[: d.max_val_images]
+    if vocab is None:
+        vocab = Vocabulary.build((tokens for r in train_records for tokens in r.tokens), d.min_word_freq)
+    train_source, train_records = image_source(config, encoder, train_records, device)
+    val_source, val_records = image_source(config, encoder, val_records, device)
+    train_set = CaptionPairs(train_records, train_source, vocab, d.max_caption_len)
+    # Cached features are memory-mapped reads: worker processes would only add overhead.
+    workers = 0 if train_source.store is not None else t.num_workers
+    pin = device.type == "cuda"
+    train = DataLoader(train_set, batch_size=t.batch_size, sampler=EpochSampler(len(train_set), config.seed),
+                       num_workers=workers, collate_fn=collate_captions, pin_memory=pin,
+                       persistent_workers=workers > 0)
+    val = DataLoader(CaptionedImages(val_records, val_source), batch_size=t.batch_size, num_workers=workers,
+                     collate_fn=collate_captions, pin_memory=pin)
+    return CaptionData(vocab, train, val)
+
+
+def build_eval_loader(config: CaptioningConfig, encoder: ImageEncoder, device: torch.device, split: str,
+                      batch_size: int | None = None) -> DataLoader:
+    """One item per image of ``split`` (features from the cache when the encoder is frozen)."""
+    records = prepare_records(config, split)
+    source, records = image_source(config, encoder, records, device)
+    workers = 0 if source.store is not None else config.train.num_workers
+    return DataLoader(CaptionedImages(records, source), batch_size=batch_size or config.train.batch_size,
+                      num_workers=workers, collate_fn=collate_captions)

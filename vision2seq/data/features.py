@@ -1,0 +1,150 @@
+"""On-disk feature cache for a frozen encoder: computed once, memory-mapped, never read half-written.
+
+A cache lives in ``<root>/<fingerprint>/``: ``features.npy`` (float16, one row per item) and
+``meta.json`` (item keys, failed items). The fingerprint hashes the encoder's weights, its
+preprocessing and output mode, and every input file's path, size and modification time, so a change to
+any of them selects a new cache. A cache is built in a temporary folder and renamed into place only
+when complete, so an interrupted build is simply rebuilt next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from vision2seq.errors import UserError
+
+
+def default_cache_root() -> Path:
+    """``$VISION2SEQ_CACHE``, else ``$XDG_CACHE_HOME/vision2seq`` or ``~/.cache/vision2seq``."""
+    if os.environ.get("VISION2SEQ_CACHE"):
+        return Path(os.environ["VISION2SEQ_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vision2seq"
+
+
+def module_fingerprint(module: nn.Module, *extra: object) -> str:
+    """SHA-256 over a module's tensors (names, shapes, bytes) and any extra descriptive values."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    h.update(repr(extra).encode())
+    return h.hexdigest()
+
+
+def files_fingerprint(paths: Sequence[Path]) -> str:
+    """SHA-256 over each file's path, size and modification time."""
+    h = hashlib.sha256()
+    for path in paths:
+        try:
+            st = os.stat(path)
+            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{path}\0missing\n".encode())
+    return h.hexdigest()
+
+
+class FeatureStore:
+    """A complete cache, memory-mapped read-only: ``store[row]`` -> float32 tensor."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        meta = json.loads((directory / "meta.json").read_text())
+        self.keys: list[str] = meta["keys"]
+        self.failed: dict[str, str] = meta["failed"]
+        self.rows = {key: i for i, key in enumerate(self.keys)}
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        # Opened lazily, so pickling the store into DataLoader workers never copies the features.
+        if self._array is None:
+            self._array = np.load(self.directory / "features.npy", mmap_mode="r")
+        return self._array
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_array": None}
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, row: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.array[row], dtype=np.float32))
+
+    @staticmethod
+    def is_complete(directory: Path) -> bool:
+        return (directory / "meta.json").is_file() and (directory / "features.npy").is_file()
+
+
+def cached_features(
+    root: Path,
+    fingerprint: str,
+    keys: list[str],
+    dataset: Dataset,
+    collate: Callable,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int = 64,
+    num_workers: int = 2,
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> FeatureStore:
+    """Load the cache for ``fingerprint``, building it first when absent.
+
+    Args:
+        root: folder holding caches.
+        fingerprint: identifies encoder + inputs (``module_fingerprint`` + ``files_fingerprint``).
+        keys: one key per dataset item, in dataset order.
+        dataset: items ``(index, input)``, or ``(index, error message)`` for an unreadable input.
+        collate: batches items into ``(indices, inputs, errors)`` (see ``data.images.collate_good``).
+        encode: inputs -> features ``(B, ...)``, run under ``torch.inference_mode``.
+        report: receives one line per unreadable input (those rows are dropped from training).
+    """
+    directory = root / fingerprint[:24]
+    if FeatureStore.is_complete(directory):
+        return FeatureStore(directory)
+    tmp = root / f".{fingerprint[:24]}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+    array = None
+    failed: dict[str, str] = {}
+    with torch.inference_mode():
+        for indices, inputs, errors in tqdm(loader, desc="caching features", unit="batch", leave=False,
+                                            disable=None, file=sys.stderr):
+            for index, message in errors:
+                failed[keys[index]] = message
+                report(message)
+            if inputs is None:
+                continue
+            features = encode(inputs).float().cpu().numpy()  # (B, ...)
+            if array is None:
+                array = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16,
+                                                  shape=(len(keys), *features.shape[1:]))
+            array[indices.numpy()] = features
+    if array is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError("none of the inputs could be read, so there are no features to cache")
+    array.flush()
+    del array
+    (tmp / "meta.json").write_text(json.dumps({"keys": keys, "failed": failed}))
+    try:
+        os.replace(tmp, directory)
+    except OSError:  # another process finished the same cache first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return FeatureStore(directory)

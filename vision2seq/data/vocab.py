@@ -1,0 +1,51 @@
+"""The caption vocabulary: words of the training split above a minimum frequency, plus special tokens."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0..3 in this order; padding is id 0
+
+
+class Vocabulary:
+    """A word <-> id mapping. Stored in checkpoints as its plain list of words (``to_list``)."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with {SPECIALS}")
+        self.words: list[str] = list(words)
+        self.index: dict[str, int] = {w: i for i, w in enumerate(self.words)}
+        if len(self.index) != len(self.words):
+            raise ValueError("a vocabulary cannot list a word twice")
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = range(len(SPECIALS))
+
+    @classmethod
+    def build(cls, tokenized: Iterable[Sequence[str]], min_freq: int = 5) -> Vocabulary:
+        """Words occurring at least ``min_freq`` times, most frequent first (ties alphabetical)."""
+        counts = Counter(token for tokens in tokenized for token in tokens)
+        kept = sorted((w for w, c in counts.items() if c >= min_freq and w not in SPECIALS),
+                      key=lambda w: (-counts[w], w))
+        return cls([*SPECIALS, *kept])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, tokens: Sequence[str], max_len: int | None = None) -> list[int]:
+        """``<bos>`` + word ids (unknown words -> ``<unk>``, truncated to ``max_len``) + ``<eos>``."""
+        tokens = tokens[:max_len] if max_len is not None else tokens
+        return [self.bos_id, *(self.index.get(t, self.unk_id) for t in tokens), self.eos_id]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Words of ``ids``, stopping at ``<eos>`` and dropping ``<bos>``/``<pad>``."""
+        words = []
+        for i in ids:
+            if i == self.eos_id:
+                break
+            if i not in (self.bos_id, self.pad_id):
+                words.append(self.words[i])
+        return words
+
+    def to_list(self) -> list[str]:
+        return list(self.words)

@@ -1,0 +1,312 @@
+"""The one training loop, shared by every task: ``fit()`` and ``evaluate()``.
+
+A task (see ``tasks/``) supplies ``training_step(model, batch) -> {"loss": ...}``, ``predict_step(model,
+batch)``, an evaluator and its monitored metric; this loop never branches on the task. It handles the
+optimiser and schedule, AMP on CUDA, gradient clipping, validation, best/last checkpoints, resuming
+with RNG state, early stopping, progress bars and a metrics CSV (plus TensorBoard when installed).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vision2seq.checkpoint import load_checkpoint, save_checkpoint
+from vision2seq.config import ExperimentConfig, TrainConfig, config_to_dict
+from vision2seq.errors import UserError
+
+
+class Evaluator(Protocol):
+    def update(self, predictions: Any, batch: Mapping[str, Any]) -> None: ...
+    def compute(self) -> dict[str, float]: ...
+
+
+class Task(Protocol):
+    """What a task gives the loop."""
+
+    name: str
+    monitor: str
+    """Default metric selecting the best checkpoint (higher is better)."""
+
+    def training_step(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]: ...
+    def predict_step(self, model: nn.Module, batch: Mapping[str, Any]) -> Any: ...
+    def make_evaluator(self) -> Evaluator: ...
+    def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]: ...
+    def checkpoint_extras(self) -> dict[str, Any]: ...
+
+
+class TrainingError(UserError):
+    """Training cannot continue (e.g. the loss became NaN)."""
+
+
+@dataclass
+class FitResult:
+    best_metric: float | None
+    best_epoch: int | None
+    epochs_run: int
+    last_metrics: dict[str, float]
+    output_dir: Path
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Tensors (also inside dicts/lists) moved to ``device``; everything else unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+def autocast(device: torch.device, amp: str):
+    """bf16/fp16 autocast on CUDA; a no-op elsewhere (CPU runs stay fp32 and deterministic)."""
+    if device.type != "cuda" or amp == "none":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def fit(
+    task: Task,
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    config: ExperimentConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``task`` and write ``best.pt`` / ``last.pt`` / ``metrics.csv`` to output_dir."""
+    cfg: TrainConfig = config.train
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    optimizer = _build_optimizer(task.parameter_groups(model), cfg)
+    steps_per_epoch = max(1, len(train_loader))  # type: ignore[arg-type]
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    scheduler = _build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
+    monitor = cfg.monitor or task.monitor
+    state = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0}
+
+    if resume or cfg.resume:
+        last = out / "last.pt"
+        if not last.is_file():
+            raise UserError(f"{last}: nothing to resume (no last checkpoint in output_dir)")
+        ckpt = load_checkpoint(last, task=task.name)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state.update({k: ckpt[k] for k in state})
+        _set_rng_state(ckpt["rng"])
+    elif (out / "last.pt").exists():
+        raise UserError(f"{out}: holds an earlier run (last.pt); pass --resume to continue it, "
+                        "or choose another output_dir")
+
+    writer = _tensorboard(out)
+    metrics: dict[str, float] = {}
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["step"] >= total_steps:
+            break
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        model.train()
+        start, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not progress or None, file=sys.stderr)
+        for batch in bar:
+            batch = move_to(batch, device)
+            with autocast(device, cfg.amp):
+                losses = task.training_step(model, batch)
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} at step {state['step'] + 1} (epoch "
+                                    f"{epoch + 1}); lower train.lr or enable train.grad_clip")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step()
+            state["step"] += 1
+            n_batches += 1
+            loss_sum += loss.item()
+            seen += _batch_size(batch)
+            bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}",
+                            items_s=f"{seen / (time.perf_counter() - start):.1f}")
+            if state["step"] >= total_steps:
+                break
+        bar.close()
+        metrics = {"train_loss": loss_sum / max(1, n_batches)}
+        validate = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+        if validate:
+            metrics.update(evaluate(task, model, val_loader, device, cfg.amp, progress=progress))
+        state["epoch"] = epoch + 1
+        improved = False
+        if validate:
+            if monitor not in metrics:
+                raise UserError(f"train.monitor: metric {monitor!r} not produced (have: {', '.join(metrics)})")
+            value = metrics[monitor]
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(value)
+            improved = math.isfinite(value) and (state["best_metric"] is None or value > state["best_metric"])
+            if improved:
+                state.update(best_metric=value, best_epoch=epoch + 1, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+        row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+               "seconds": round(time.perf_counter() - start, 3), **metrics}
+        _log(out, row, writer)
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr)
+        payload = {
+            "task": task.name, "config": config_to_dict(config), "extras": task.checkpoint_extras(),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
+            "metrics": metrics, **state,
+        }
+        if improved:
+            save_checkpoint(out / "best.pt", payload)
+        save_checkpoint(out / "last.pt", payload)
+        if cfg.early_stopping_patience and state["bad_epochs"] >= cfg.early_stopping_patience:
+            print(f"early stopping: {monitor} did not improve for {state['bad_epochs']} epochs",
+                  file=sys.stderr)
+            break
+    if writer is not None:
+        writer.close()
+    if not (out / "best.pt").exists() and (out / "last.pt").exists():
+        # No finite validation score yet (e.g. max_steps hit early): best is the last.
+        save_checkpoint(out / "best.pt", load_checkpoint(out / "last.pt"))
+    return FitResult(state["best_metric"], state["best_epoch"], state["epoch"], metrics, out)
+
+
+@torch.no_grad()
+def evaluate(task: Task, model: nn.Module, loader: Iterable, device: torch.device | str = "cpu",
+             amp: str = "none", progress: bool = True) -> dict[str, float]:
+    """Run ``task.predict_step`` over ``loader`` and return the evaluator's metrics."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    evaluator = task.make_evaluator()
+    for batch in tqdm(loader, desc="evaluating", unit="batch", leave=False, disable=not progress or None,
+                      file=sys.stderr):
+        batch = move_to(batch, device)
+        with autocast(device, amp):
+            predictions = task.predict_step(model, batch)
+        evaluator.update(predictions, batch)
+    model.train(was_training)
+    return evaluator.compute()
+
+
+def _build_optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = [g for g in groups if any(p.requires_grad for p in g["params"])]
+    for g in groups:
+        g["params"] = [p for p in g["params"] if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
+                     steps_per_epoch: int) -> Any:
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.lr_gamma,
+                                                          patience=1)
+
+    def factor(step: int) -> float:  # stepped once per optimiser step
+        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        if cfg.scheduler == "cosine":
+            progress = min(1.0, step / max(1, total_steps))
+            return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if cfg.scheduler == "step":
+            return warm * cfg.lr_gamma ** (step // (cfg.lr_step_epochs * steps_per_epoch))
+        return warm
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, Mapping):
+        for value in batch.values():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                return value.shape[0]
+    return 1
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _log(out: Path, row: dict[str, Any], writer: Any) -> None:
+    path = out / "metrics.csv"
+    fields = list(row)
+    if path.exists():
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+        if header:
+            fields = header + [k for k in row if k not in header]
+    rewrite = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if rewrite:
+            w.writeheader()
+        w.writerow(row)
+    if writer is not None:
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, int | float):
+                writer.add_scalar(key, value, row["epoch"])
+
+
+def _tensorboard(out: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out / "tensorboard"))

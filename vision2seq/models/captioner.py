@@ -1,0 +1,316 @@
+"""LSTM caption decoders over CNN image features: Show and Tell, and Show, Attend and Tell.
+
+Features come from a torchvision backbone (``vision2seq.models.encoder``), either pooled ``(B, D)`` or as
+a spatial grid ``(B, N, D)`` of ``N = H * W`` positions. Both decoders share one interface, so
+``vision2seq.models.generation`` can decode with either:
+
+- ``forward(features, captions)``: teacher forcing, for training;
+- ``init_state(features)`` and ``step(tokens, state)``: one token at a time, for generation;
+- ``expand_state(state, k)`` and ``reorder_state(state, index)``: copy and reorder hypotheses (beam search).
+
+Captions are ``(B, L)`` token ids that start with ``<bos>`` and are right-padded with the pad id (0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PAD_ID = 0
+
+
+@dataclass
+class DecoderOutput:
+    """What teacher-forced decoding returns.
+
+    Attributes:
+        logits: Next-token scores ``(B, L-1, V)``; position ``t`` predicts ``captions[:, t + 1]``.
+        alphas: Attention weights over the ``N`` grid positions ``(B, L-1, N)``; None without attention.
+    """
+
+    logits: Tensor
+    alphas: Tensor | None
+
+
+@dataclass
+class DecoderState:
+    """Recurrent state of a decoder for a batch of hypotheses.
+
+    Rows of ``h`` and ``c`` are hypotheses, while ``memory`` holds one row per image: when every image has
+    ``G`` hypotheses (the beams of beam search) they are the consecutive rows ``b * G .. b * G + G - 1``.
+    Storing the image grid once, instead of once per beam, saves copying ``(B * G, N, D)`` at every
+    reordering step and lets attention read each image's grid once for all its beams.
+
+    Attributes:
+        h: Hidden state of every layer, ``(B * G, num_layers, H)``.
+        c: Cell state, same shape as ``h``.
+        memory: Image grid the attention reads, ``(B, N, D)``; None for decoders without attention.
+        memory_proj: ``memory`` already projected into the attention space, ``(B, N, A)``.
+    """
+
+    h: Tensor
+    c: Tensor
+    memory: Tensor | None = None
+    memory_proj: Tensor | None = None
+
+
+def as_grid(features: Tensor) -> Tensor:
+    """Features as a grid ``(B, N, D)``; pooled ``(B, D)`` features become a grid of one position."""
+    if features.dim() == 2:
+        return features.unsqueeze(1)
+    if features.dim() == 3:
+        return features
+    raise ValueError(f"features must be pooled (B, D) or a grid (B, N, D), got shape {tuple(features.shape)}")
+
+
+def as_pooled(features: Tensor) -> Tensor:
+    """Features pooled to ``(B, D)``; a grid ``(B, N, D)`` is averaged over its positions."""
+    return as_grid(features).mean(dim=1)
+
+
+def _check_captions(captions: Tensor) -> None:
+    if captions.dim() != 2 or captions.size(1) < 2:
+        raise ValueError(
+            f"captions must be (B, L) with L >= 2 (<bos> and at least one token), got {tuple(captions.shape)}"
+        )
+
+
+class CaptionDecoder(nn.Module):
+    """Interface shared by the decoders; subclasses implement ``forward``, ``init_state`` and ``step``."""
+
+    vocab_size: int
+
+    def init_state(self, features: Tensor) -> DecoderState:
+        """State before the first token (``<bos>``) is fed, one hypothesis per image."""
+        raise NotImplementedError
+
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """Feed one token per hypothesis.
+
+        Args:
+            tokens: The previous token of every hypothesis, ``(B * G,)``.
+            state: State of those hypotheses.
+
+        Returns:
+            Log-probabilities of the next token ``(B * G, V)``, the new state, and the attention weights
+            used for this prediction ``(B * G, N)`` (None without attention).
+        """
+        raise NotImplementedError
+
+    def expand_state(self, state: DecoderState, k: int) -> DecoderState:
+        """Give each hypothesis ``k`` consecutive copies (row ``i`` becomes rows ``i*k`` to ``i*k + k-1``)."""
+        return replace(state, h=state.h.repeat_interleave(k, dim=0), c=state.c.repeat_interleave(k, dim=0))
+
+    def reorder_state(self, state: DecoderState, index: Tensor) -> DecoderState:
+        """Hypothesis ``i`` of the new state is hypothesis ``index[i]`` of ``state``.
+
+        ``index`` ``(B * G,)`` must keep every hypothesis within its image's group of ``G`` rows (as beam
+        search does), because the per-image ``memory`` is shared by the group rather than reordered.
+        """
+        return replace(state, h=state.h.index_select(0, index), c=state.c.index_select(0, index))
+
+
+class ShowTellDecoder(CaptionDecoder):
+    """Show and Tell (Vinyals et al., 2015): an LSTM language model conditioned on the image.
+
+    The pooled image feature is projected to the word-embedding size and fed as the LSTM's first input,
+    before ``<bos>``, as in the paper; the output at that step is discarded. A grid is mean-pooled first.
+
+    Args:
+        feature_dim: Size ``D`` of the image features.
+        vocab_size: Number of tokens ``V``, including the special ones.
+        embed_dim: Size of the word embeddings and of the projected image.
+        hidden_dim: LSTM hidden size.
+        num_layers: Stacked LSTM layers.
+        dropout: Dropout on the LSTM inputs, between layers and before the output layer.
+        pad_id: Token id used for padding (its embedding stays zero).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        vocab_size: int,
+        embed_dim: int = 256,
+        hidden_dim: int = 512,
+        num_layers: int = 1,
+        dropout: float = 0.3,
+        pad_id: int = PAD_ID,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.image_proj = nn.Linear(feature_dim, embed_dim)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.lstm = nn.LSTM(
+            embed_dim, hidden_dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden_dim, vocab_size)
+
+    def forward(self, features: Tensor, captions: Tensor) -> DecoderOutput:
+        """Teacher-forced decoding of ``captions`` ``(B, L)``; see ``DecoderOutput``."""
+        _check_captions(captions)
+        image = self.image_proj(as_pooled(features)).unsqueeze(1)  # (B, 1, E)
+        words = self.embed(captions[:, :-1])  # (B, L-1, E)
+        inputs = self.dropout(torch.cat([image, words], dim=1))  # (B, L, E)
+        out, _ = self.lstm(inputs)  # (B, L, H)
+        # The output after the image has no word to predict; the one after <bos> predicts captions[:, 1].
+        logits = self.fc(self.dropout(out[:, 1:]))  # (B, L-1, V)
+        return DecoderOutput(logits=logits, alphas=None)
+
+    def init_state(self, features: Tensor) -> DecoderState:
+        image = self.dropout(self.image_proj(as_pooled(features))).unsqueeze(1)  # (B, 1, E)
+        _, (h, c) = self.lstm(image)  # (num_layers, B, H) each
+        return DecoderState(h=h.transpose(0, 1), c=c.transpose(0, 1))
+
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
+        x = self.dropout(self.embed(tokens)).unsqueeze(1)  # (B, 1, E)
+        # The state keeps the batch first so every decoder reorders it the same way; nn.LSTM wants it second.
+        hx = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
+        out, (h, c) = self.lstm(x, hx)  # out: (B, 1, H)
+        log_probs = F.log_softmax(self.fc(self.dropout(out[:, 0])), dim=-1)  # (B, V)
+        return log_probs, replace(state, h=h.transpose(0, 1), c=c.transpose(0, 1)), None
+
+
+def attention_regularization(alphas: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Doubly stochastic attention penalty of Show, Attend and Tell (Xu et al., 2015, eq. 14).
+
+    Encourages every grid position to receive a total attention of about one over the caption:
+    the mean over the batch of ``sum_i (1 - sum_t alpha[t, i]) ** 2``.
+
+    Args:
+        alphas: Attention weights ``(B, T, N)``, as in ``DecoderOutput.alphas``.
+        mask: True at real (non-pad) time steps ``(B, T)``, e.g. ``captions[:, 1:] != pad_id``;
+            None counts every step.
+
+    Returns:
+        A scalar tensor; training adds ``alpha_c`` times it to the loss.
+    """
+    if mask is not None:
+        alphas = alphas * mask.unsqueeze(-1).to(alphas.dtype)
+    total = alphas.sum(dim=1)  # (B, N)
+    return ((1.0 - total) ** 2).sum(dim=1).mean()
+
+
+class AttentionDecoder(CaptionDecoder):
+    """Show, Attend and Tell (Xu et al., 2015) with soft, additive attention over the grid positions.
+
+    ``h0``/``c0`` come from the mean grid feature through linear layers. At every step the previous hidden
+    state (of the top layer) scores each grid position, the softmax over positions weights the grid into a
+    context vector, a gate ``beta = sigmoid(f_beta(h))`` scales it, and the LSTM input is
+    ``[word embedding; beta * context]``. Several layers are stacked ``nn.LSTMCell``s; only the first
+    reads the word and the context. Pooled ``(B, D)`` features are a grid of one position.
+
+    Args:
+        feature_dim: Size ``D`` of the image features.
+        vocab_size: Number of tokens ``V``, including the special ones.
+        embed_dim: Size of the word embeddings.
+        hidden_dim: LSTM hidden size.
+        attention_dim: Size of the additive-attention space.
+        num_layers: Stacked LSTM cells.
+        dropout: Dropout between layers and before the output layer.
+        pad_id: Token id used for padding (its embedding stays zero).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        vocab_size: int,
+        embed_dim: int = 256,
+        hidden_dim: int = 512,
+        attention_dim: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.3,
+        pad_id: int = PAD_ID,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.vocab_size = vocab_size
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.attention_dim = attention_dim
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.init_h = nn.Linear(feature_dim, num_layers * hidden_dim)
+        self.init_c = nn.Linear(feature_dim, num_layers * hidden_dim)
+        self.encoder_att = nn.Linear(feature_dim, attention_dim)
+        self.decoder_att = nn.Linear(hidden_dim, attention_dim)
+        self.full_att = nn.Linear(attention_dim, 1)
+        self.f_beta = nn.Linear(hidden_dim, feature_dim)
+        self.cells = nn.ModuleList(
+            nn.LSTMCell(embed_dim + feature_dim if i == 0 else hidden_dim, hidden_dim)
+            for i in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden_dim, vocab_size)
+
+    attention_regularization = staticmethod(attention_regularization)
+
+    def init_state(self, features: Tensor) -> DecoderState:
+        memory = as_grid(features)  # (B, N, D)
+        mean = memory.mean(dim=1)  # (B, D)
+        shape = (memory.size(0), self.num_layers, self.hidden_dim)
+        return DecoderState(
+            h=self.init_h(mean).view(shape),
+            c=self.init_c(mean).view(shape),
+            memory=memory,
+            # The grid's half of the attention score is the same at every step: project it once.
+            memory_proj=self.encoder_att(memory),  # (B, N, A)
+        )
+
+    def attend(self, query: Tensor, memory: Tensor, memory_proj: Tensor) -> tuple[Tensor, Tensor]:
+        """Additive attention of ``B * G`` queries ``(B * G, H)`` over their image's grid ``(B, N, D)``.
+
+        Returns:
+            The context vectors ``(B * G, D)`` and the attention weights ``(B * G, N)``.
+        """
+        batch, positions, feature_dim = memory.shape
+        q = self.decoder_att(query).view(batch, -1, 1, self.attention_dim)  # (B, G, 1, A)
+        energy = self.full_att(torch.tanh(memory_proj.unsqueeze(1) + q)).squeeze(-1)  # (B, G, N)
+        alpha = F.softmax(energy, dim=-1)  # (B, G, N)
+        context = torch.bmm(alpha, memory)  # (B, G, D)
+        return context.view(-1, feature_dim), alpha.view(-1, positions)
+
+    def decode_step(self, words: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor]:
+        """One LSTM step from embedded words ``(B * G, E)``; returns logits ``(B * G, V)``, state, alpha."""
+        assert state.memory is not None and state.memory_proj is not None
+        query = state.h[:, -1]  # (B*G, H) top layer's previous hidden state
+        context, alpha = self.attend(query, state.memory, state.memory_proj)  # (B*G, D), (B*G, N)
+        gate = torch.sigmoid(self.f_beta(query))  # (B*G, D)
+        x = torch.cat([words, gate * context], dim=-1)  # (B*G, E + D)
+        hs, cs = [], []
+        for layer, cell in enumerate(self.cells):
+            h, c = cell(x, (state.h[:, layer], state.c[:, layer]))  # (B*G, H) each
+            hs.append(h)
+            cs.append(c)
+            x = self.dropout(h)  # input of the next layer, or of the output layer after the last one
+        logits = self.fc(x)  # (B*G, V)
+        return logits, replace(state, h=torch.stack(hs, dim=1), c=torch.stack(cs, dim=1)), alpha
+
+    def forward(self, features: Tensor, captions: Tensor) -> DecoderOutput:
+        """Teacher-forced decoding of ``captions`` ``(B, L)``; see ``DecoderOutput``."""
+        _check_captions(captions)
+        state = self.init_state(features)
+        words = self.embed(captions[:, :-1])  # (B, L-1, E)
+        logits, alphas = [], []
+        for t in range(words.size(1)):
+            step_logits, state, alpha = self.decode_step(words[:, t], state)
+            logits.append(step_logits)
+            alphas.append(alpha)
+        return DecoderOutput(logits=torch.stack(logits, dim=1), alphas=torch.stack(alphas, dim=1))
+
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
+        logits, state, alpha = self.decode_step(self.embed(tokens), state)
+        return F.log_softmax(logits, dim=-1), state, alpha
+
+
+DECODERS: dict[str, type[CaptionDecoder]] = {"show_tell": ShowTellDecoder, "attention": AttentionDecoder}
+
+
+def build_decoder(kind: str, feature_dim: int, vocab_size: int, **kwargs) -> CaptionDecoder:
+    """A decoder by name: ``"show_tell"`` or ``"attention"``; ``kwargs`` go to its constructor."""
+    if kind not in DECODERS:
+        raise ValueError(f"unknown decoder kind {kind!r}; expected one of {sorted(DECODERS)}")
+    return DECODERS[kind](feature_dim, vocab_size, **kwargs)

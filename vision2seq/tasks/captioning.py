@@ -1,0 +1,122 @@
+"""The captioning task: the model (encoder + LSTM decoder), its loss, its predictions, its evaluator."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vision2seq.config import CaptioningConfig
+from vision2seq.data.tokenizer import detokenize
+from vision2seq.data.vocab import Vocabulary
+from vision2seq.evaluation.captions import CaptionEvaluator
+from vision2seq.models.captioner import DecoderOutput, attention_regularization, build_decoder
+from vision2seq.models.encoder import ImageEncoder
+from vision2seq.models.generation import Generation, beam_search, greedy
+
+
+class CaptionModel(nn.Module):
+    """An image encoder and a caption decoder; ``forward`` is teacher forcing on encoded features."""
+
+    def __init__(self, encoder: ImageEncoder, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def features(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Cached features when the batch carries them, else the encoder run on its images."""
+        if "features" in batch:
+            return batch["features"]  # (B, D) or (B, N, D)
+        return self.encoder(batch["images"])
+
+    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
+        return self.decoder(features, captions)
+
+
+def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageEncoder:
+    """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint."""
+    enc = config.model.encoder
+    return ImageEncoder(enc.name, enc.weights, enc.output, enc.trainable_from, enc.image_size,
+                        load_weights=load_weights)
+
+
+def build_caption_model(config: CaptioningConfig, vocab_size: int, encoder: ImageEncoder | None = None,
+                        load_weights: bool = True) -> CaptionModel:
+    """Encoder (built unless given) plus the configured decoder."""
+    dec = config.model.decoder
+    encoder = encoder or build_encoder(config, load_weights)
+    kwargs: dict[str, Any] = dict(embed_dim=dec.embed_dim, hidden_dim=dec.hidden_dim, num_layers=dec.num_layers,
+                                  dropout=dec.dropout)
+    if dec.kind == "attention":
+        kwargs["attention_dim"] = dec.attention_dim
+    decoder = build_decoder(dec.kind, encoder.feature_dim, vocab_size, **kwargs)
+    return CaptionModel(encoder, decoder)
+
+
+def generate_captions(model: CaptionModel, features: torch.Tensor, vocab: Vocabulary, *, beam_size: int = 3,
+                      max_len: int = 20, length_penalty: float = 0.0, return_attention: bool = False
+                      ) -> Generation:
+    """Greedy decoding for ``beam_size`` 1, batched beam search otherwise."""
+    if beam_size <= 1:
+        return greedy(model.decoder, features, vocab.bos_id, vocab.eos_id, max_len=max_len,
+                      return_attention=return_attention)
+    return beam_search(model.decoder, features, vocab.bos_id, vocab.eos_id, beam_size=beam_size,
+                       max_len=max_len, length_penalty=length_penalty, return_attention=return_attention)
+
+
+class BatchCaptionEvaluator:
+    """Feeds generated captions and the batch's references to a ``CaptionEvaluator``."""
+
+    def __init__(self) -> None:
+        self.scorer = CaptionEvaluator()
+
+    def update(self, predictions: dict[str, str], batch: Mapping[str, Any]) -> None:
+        self.scorer.update(predictions, dict(zip(batch["keys"], batch["references"], strict=True)))
+
+    def compute(self) -> dict[str, float]:
+        return self.scorer.compute()
+
+
+class CaptioningTask:
+    """Cross-entropy with teacher forcing (+ doubly stochastic attention loss); judged by generating."""
+
+    name = "captioning"
+    monitor = "bleu_4"
+
+    def __init__(self, config: CaptioningConfig, vocab: Vocabulary) -> None:
+        self.config, self.vocab = config, vocab
+
+    def training_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        captions = batch["captions"]  # (B, L) <bos> ... <eos> <pad>...
+        out = model(model.features(batch), captions)
+        targets = captions[:, 1:]  # (B, L-1)
+        loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=self.vocab.pad_id)
+        losses = {"loss": loss, "xent": loss.detach()}
+        if out.alphas is not None and self.config.model.decoder.alpha_c > 0:
+            reg = attention_regularization(out.alphas, targets != self.vocab.pad_id)
+            losses["loss"] = loss + self.config.model.decoder.alpha_c * reg
+            losses["attention_reg"] = reg.detach()
+        return losses
+
+    def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
+        gen_cfg = self.config.generation
+        result = generate_captions(model, model.features(batch), self.vocab,
+                                   beam_size=gen_cfg.beam_size if gen_cfg.strategy == "beam" else 1,
+                                   max_len=gen_cfg.max_len, length_penalty=gen_cfg.length_penalty)
+        return {key: detokenize(self.vocab.decode(tokens)) for key, tokens in zip(batch["keys"], result.tokens,
+                                                                                  strict=True)}
+
+    def make_evaluator(self) -> BatchCaptionEvaluator:
+        return BatchCaptionEvaluator()
+
+    def parameter_groups(self, model: CaptionModel) -> list[dict[str, Any]]:
+        return [
+            {"params": list(model.decoder.parameters()), "lr": self.config.train.lr},
+            {"params": list(model.encoder.parameters()), "lr": self.config.model.encoder.lr},
+        ]
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.to_list()}
