@@ -21,9 +21,6 @@ _PIX_FMT = {"mpeg4": "yuv420p", "libx264": "yuv444p", "mjpeg": "yuvj420p", "mpeg
 # FFmpeg's FF_QP2LAMBDA: global_quality is a quantiser in lambda units.
 _QP2LAMBDA = 118
 
-# Grey levels used by `index_coded_frames`: far enough apart to survive lossy coding.
-_LEVEL_STEP = 12
-
 
 def write_video(
     path: Path | str,
@@ -95,17 +92,39 @@ def moving_square_frames(
     return frames
 
 
-def index_coded_frames(num_frames: int, height: int = 32, width: int = 32) -> np.ndarray:
-    """Uniform grey frames whose level encodes the frame index; read it back with `frame_index_of`."""
-    if num_frames * _LEVEL_STEP > 255 + _LEVEL_STEP:
-        raise ValueError(f"at most {255 // _LEVEL_STEP + 1} index-coded frames")
-    levels = np.arange(num_frames) * _LEVEL_STEP
-    return np.broadcast_to(levels[:, None, None, None], (num_frames, height, width, 3)).astype(np.uint8)
+def index_coded_frames(num_frames: int, height: int = 32, width: int = 64) -> np.ndarray:
+    """Frames that carry their own index as black/white vertical stripes (binary, most significant first).
+
+    Read the index back with `frame_index_of`; coarse stripes survive lossy coding and any resize.
+    """
+    bits = _index_bits(num_frames)
+    if width < 4 * bits:
+        raise ValueError(f"{num_frames} frames need width >= {4 * bits}")
+    frames = np.zeros((num_frames, height, width, 3), dtype=np.uint8)
+    edges = np.linspace(0, width, bits + 1).round().astype(int)
+    for i, frame in enumerate(frames):
+        for b in range(bits):
+            if (i >> (bits - 1 - b)) & 1:
+                frame[:, edges[b] : edges[b + 1]] = 255
+    return frames
 
 
-def frame_index_of(frame: np.ndarray) -> int:
-    """The index an `index_coded_frames` frame carried, robust to lossy coding."""
-    return round(float(np.asarray(frame).mean()) / _LEVEL_STEP)
+def _index_bits(num_frames: int) -> int:
+    return max(1, int(num_frames - 1).bit_length())
+
+
+def frame_index_of(frame: np.ndarray, num_frames: int) -> int:
+    """The index an `index_coded_frames` frame of a ``num_frames``-frame video carries."""
+    bits = _index_bits(num_frames)
+    frame = np.asarray(frame, dtype=np.float32)
+    edges = np.linspace(0, frame.shape[1], bits + 1).round().astype(int)
+    value = 0
+    for b in range(bits):
+        # The stripe's middle, away from edges that coding blurs.
+        lo, hi = edges[b], edges[b + 1]
+        middle = frame[:, lo + (hi - lo) // 4 : hi - (hi - lo) // 4]
+        value = (value << 1) | int(middle.mean() > 127)
+    return value
 
 
 def write_frame_folder(
@@ -175,6 +194,29 @@ def make_corrupt_middle(src: Path | str, dst: Path | str, num_bytes: int = 64, s
     )
     dst = Path(dst)
     dst.write_bytes(bytes(data))
+    return dst
+
+
+def make_corrupt_packet(src: Path | str, dst: Path | str, packet_index: int, seed: int = 0) -> Path:
+    """Remux ``src`` with packet ``packet_index`` of its video stream replaced by random bytes.
+
+    Unlike overwriting file bytes (which decoders mostly conceal), this reliably makes one packet
+    fail to decode while the container stays intact.
+    """
+    dst = Path(dst)
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        in_stream = source.streams.video[0]
+        out_stream = out.add_stream_from_template(in_stream)
+        for i, packet in enumerate(p for p in source.demux(in_stream) if p.size):
+            if i == packet_index:
+                junk = av.Packet(
+                    np.random.default_rng(seed).integers(0, 256, packet.size, np.uint8).tobytes()
+                )
+                junk.pts, junk.dts, junk.time_base = packet.pts, packet.dts, packet.time_base
+                junk.is_keyframe = packet.is_keyframe
+                packet = junk
+            packet.stream = out_stream
+            out.mux(packet)
     return dst
 
 

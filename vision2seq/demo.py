@@ -13,7 +13,6 @@ import json
 import random
 import sys
 from collections import Counter
-from importlib import resources
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -73,7 +72,7 @@ def make_shapes_dataset(root: Path, n_train: int = 1200, n_val: int = 100, n_tes
 
 
 def demo_config_path() -> Path:
-    return Path(str(resources.files("vision2seq.configs") / "demo.yaml"))
+    return Path(__file__).parent / "configs" / "demo.yaml"
 
 
 def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), progress: bool = True) -> dict:

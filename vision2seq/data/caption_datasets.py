@@ -64,7 +64,9 @@ class CaptionPairs(Dataset):
 
     def __init__(self, records: list[CaptionedImage], source: ImageSource, vocab: Vocabulary, max_len: int):
         self.source = source
-        self.pairs = [(i, vocab.encode(tokens, max_len)) for i, r in enumerate(records) for tokens in r.tokens]
+        self.pairs = [
+            (i, vocab.encode(tokens, max_len)) for i, r in enumerate(records) for tokens in r.tokens
+        ]
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -123,30 +125,42 @@ def prepare_records(config: CaptioningConfig, split: str | list[str]) -> list[Ca
     return check_images_exist(chosen, d.annotations, d.skip_missing)
 
 
-def image_source(config: CaptioningConfig, encoder: ImageEncoder, records: list[CaptionedImage],
-                 device: torch.device) -> tuple[ImageSource, list[CaptionedImage]]:
+def image_source(
+    config: CaptioningConfig, encoder: ImageEncoder, records: list[CaptionedImage], device: torch.device
+) -> tuple[ImageSource, list[CaptionedImage]]:
     """Use the feature cache for a frozen encoder (building it once); drop images that failed to decode."""
     transform = encoder.preprocessing.transform()
     paths = [r.path for r in records]
     if not (encoder.frozen and config.data.cache_features):
         return ImageSource(paths, transform, None), records
     unique = sorted(set(paths), key=str)
-    fingerprint = module_fingerprint(encoder, encoder.output, encoder.preprocessing, files_fingerprint(unique))
+    fingerprint = module_fingerprint(
+        encoder, encoder.output, encoder.preprocessing, files_fingerprint(unique)
+    )
     root = Path(config.data.cache_dir) if config.data.cache_dir else default_cache_root()
     encoder.to(device).eval()
 
     def encode(images: torch.Tensor) -> torch.Tensor:
         return encoder(images.to(device))
 
-    store = cached_features(root / "features", fingerprint, [str(p) for p in unique], ImageFiles(unique, transform),
-                            collate_good, encode, batch_size=config.train.batch_size,
-                            num_workers=config.train.num_workers, report=report_line)
+    store = cached_features(
+        root / "features",
+        fingerprint,
+        [str(p) for p in unique],
+        ImageFiles(unique, transform),
+        collate_good,
+        encode,
+        batch_size=config.train.batch_size,
+        num_workers=config.train.num_workers,
+        report=report_line,
+    )
     kept = [r for r in records if str(r.path) not in store.failed]
     return ImageSource([r.path for r in kept], transform, store), kept
 
 
-def build_caption_data(config: CaptioningConfig, encoder: ImageEncoder, device: torch.device,
-                       vocab: Vocabulary | None = None) -> CaptionData:
+def build_caption_data(
+    config: CaptioningConfig, encoder: ImageEncoder, device: torch.device, vocab: Vocabulary | None = None
+) -> CaptionData:
     """Training and validation loaders (and the vocabulary, built from the training captions)."""
     d, t = config.data, config.train
     train_records = prepare_records(config, d.train_splits)
@@ -159,19 +173,39 @@ def build_caption_data(config: CaptioningConfig, encoder: ImageEncoder, device: 
     # Cached features are memory-mapped reads: worker processes would only add overhead.
     workers = 0 if train_source.store is not None else t.num_workers
     pin = device.type == "cuda"
-    train = DataLoader(train_set, batch_size=t.batch_size, sampler=EpochSampler(len(train_set), config.seed),
-                       num_workers=workers, collate_fn=collate_captions, pin_memory=pin,
-                       persistent_workers=workers > 0)
-    val = DataLoader(CaptionedImages(val_records, val_source), batch_size=t.batch_size, num_workers=workers,
-                     collate_fn=collate_captions, pin_memory=pin)
+    train = DataLoader(
+        train_set,
+        batch_size=t.batch_size,
+        sampler=EpochSampler(len(train_set), config.seed),
+        num_workers=workers,
+        collate_fn=collate_captions,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+    )
+    val = DataLoader(
+        CaptionedImages(val_records, val_source),
+        batch_size=t.batch_size,
+        num_workers=workers,
+        collate_fn=collate_captions,
+        pin_memory=pin,
+    )
     return CaptionData(vocab, train, val)
 
 
-def build_eval_loader(config: CaptioningConfig, encoder: ImageEncoder, device: torch.device, split: str,
-                      batch_size: int | None = None) -> DataLoader:
+def build_eval_loader(
+    config: CaptioningConfig,
+    encoder: ImageEncoder,
+    device: torch.device,
+    split: str,
+    batch_size: int | None = None,
+) -> DataLoader:
     """One item per image of ``split`` (features from the cache when the encoder is frozen)."""
     records = prepare_records(config, split)
     source, records = image_source(config, encoder, records, device)
     workers = 0 if source.store is not None else config.train.num_workers
-    return DataLoader(CaptionedImages(records, source), batch_size=batch_size or config.train.batch_size,
-                      num_workers=workers, collate_fn=collate_captions)
+    return DataLoader(
+        CaptionedImages(records, source),
+        batch_size=batch_size or config.train.batch_size,
+        num_workers=workers,
+        collate_fn=collate_captions,
+    )

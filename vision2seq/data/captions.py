@@ -44,7 +44,9 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise AnnotationError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
-        raise AnnotationError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise AnnotationError(
+            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: cannot read ({exc})") from None
 
@@ -64,8 +66,9 @@ def load_caption_dataset(
     if isinstance(data, dict) and "annotations" in data:
         records = _parse_coco(data, Path(annotations), Path(images), "train")
         if val_annotations is not None:
-            records += _parse_coco(read_json(val_annotations), Path(val_annotations),
-                                   Path(val_images or images), "val")
+            records += _parse_coco(
+                read_json(val_annotations), Path(val_annotations), Path(val_images or images), "val"
+            )
         else:
             for i, record in enumerate(sorted(records, key=lambda r: r.key)):
                 record.split = "val" if i % 20 == 19 else "train"
@@ -87,8 +90,9 @@ def select_split(records: list[CaptionedImage], splits: str | list[str]) -> list
     return [r for r in records if r.split in wanted]
 
 
-def check_images_exist(records: list[CaptionedImage], source: str | Path, skip_missing: bool = False
-                       ) -> list[CaptionedImage]:
+def check_images_exist(
+    records: list[CaptionedImage], source: str | Path, skip_missing: bool = False
+) -> list[CaptionedImage]:
     """Stop with one error listing how many images are missing (or drop them when ``skip_missing``)."""
     missing = [r for r in records if not r.path.is_file()]
     if missing and not skip_missing:
@@ -144,8 +148,10 @@ def _parse_coco(data: Any, source: Path, root: Path, split: str) -> list[Caption
         ) from None
     unknown = set(by_image) - set(files)
     if unknown:
-        raise AnnotationError(f"{source}: {len(unknown)} annotations refer to unknown image ids, "
-                              f"e.g. {sorted(unknown, key=str)[0]}")
+        raise AnnotationError(
+            f"{source}: {len(unknown)} annotations refer to unknown image ids, "
+            f"e.g. {sorted(unknown, key=str)[0]}"
+        )
     return [
         CaptionedImage(str(i), safe_join(root, files[i], source), caps, [tokenize(c) for c in caps], split)
         for i, caps in by_image.items()

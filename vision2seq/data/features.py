@@ -125,8 +125,9 @@ def cached_features(
     array = None
     failed: dict[str, str] = {}
     with torch.inference_mode():
-        for indices, inputs, errors in tqdm(loader, desc="caching features", unit="batch", leave=False,
-                                            disable=None, file=sys.stderr):
+        for indices, inputs, errors in tqdm(
+            loader, desc="caching features", unit="batch", leave=False, disable=None, file=sys.stderr
+        ):
             for index, message in errors:
                 failed[keys[index]] = message
                 report(message)
@@ -134,8 +135,9 @@ def cached_features(
                 continue
             features = encode(inputs).float().cpu().numpy()  # (B, ...)
             if array is None:
-                array = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16,
-                                                  shape=(len(keys), *features.shape[1:]))
+                array = np.lib.format.open_memmap(
+                    tmp / "features.npy", mode="w+", dtype=np.float16, shape=(len(keys), *features.shape[1:])
+                )
             array[indices.numpy()] = features
     if array is None:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -28,6 +28,7 @@ error. Rotation metadata (the display matrix phones write) is applied, so frames
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from typing import NamedTuple
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vision2seq.errors import UserError
@@ -52,6 +54,8 @@ _HINT_OFFSETS = (-2, -1, 0, 1)
 _SEEK_GAP_S = 2.0
 
 IndexSampler = Callable[[int], Sequence[int]]
+
+_local = threading.local()  # per-thread colour converter (swscale contexts are not thread-safe)
 
 
 class VideoDecodeError(UserError):
@@ -175,7 +179,10 @@ def _rotation_of(matrix: np.ndarray | None) -> int:
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    image = frame.to_ndarray(format="rgb24")
+    # A reused reformatter keeps its swscale context: 3x faster than a fresh one per frame.
+    if not hasattr(_local, "reformatter"):
+        _local.reformatter = VideoReformatter()
+    image = _local.reformatter.reformat(frame, format="rgb24").to_ndarray()
     matrix = _display_matrix(frame)
     return image if matrix is None else apply_display_matrix(image, matrix)
 
@@ -219,12 +226,20 @@ def _iter_frames(container: av.container.InputContainer, stream: av.VideoStream)
             yield from stream.codec_context.decode(None)
 
 
-def _frame_count_hint(stream: av.VideoStream) -> int | None:
+def _frame_count_hint(container: av.container.InputContainer, stream: av.VideoStream) -> int | None:
+    """The container's frame count, else duration x frame rate (Matroska stores no count)."""
     if stream.frames:
         return int(stream.frames)
-    if stream.duration and stream.time_base and stream.average_rate:
-        return max(1, round(float(stream.duration * stream.time_base * stream.average_rate)))
-    return None
+    fps = stream.average_rate or stream.guessed_rate
+    if not fps:
+        return None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / av.time_base
+    else:
+        return None
+    return max(1, round(seconds * float(fps)))
 
 
 def _decode_kept(
@@ -381,7 +396,7 @@ def read_sampled_frames(
     if path.is_dir():
         return _read_folder(path, sampler)
     with _open_video(path, threads) as (container, stream):
-        hint = _frame_count_hint(stream)
+        hint = _frame_count_hint(container, stream)
         if sparse_min_frames is None or hint is None or hint < sparse_min_frames:
             return _read_sequential(path, container, stream, sampler, hint, threads)
         sampled = _read_sparse(container, stream, sampler, hint)
@@ -448,4 +463,4 @@ def probe_video(path: Path | str) -> VideoInfo:
         elif container.duration:
             duration = container.duration / av.time_base
         fps = float(stream.average_rate) if stream.average_rate else None
-        return VideoInfo(_frame_count_hint(stream), duration, fps, width, height, rotation)
+        return VideoInfo(_frame_count_hint(container, stream), duration, fps, width, height, rotation)

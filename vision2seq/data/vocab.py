@@ -25,8 +25,10 @@ class Vocabulary:
     def build(cls, tokenized: Iterable[Sequence[str]], min_freq: int = 5) -> Vocabulary:
         """Words occurring at least ``min_freq`` times, most frequent first (ties alphabetical)."""
         counts = Counter(token for tokens in tokenized for token in tokens)
-        kept = sorted((w for w, c in counts.items() if c >= min_freq and w not in SPECIALS),
-                      key=lambda w: (-counts[w], w))
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min_freq and w not in SPECIALS),
+            key=lambda w: (-counts[w], w),
+        )
         return cls([*SPECIALS, *kept])
 
     def __len__(self) -> int:

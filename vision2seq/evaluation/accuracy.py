@@ -55,7 +55,9 @@ class ClassificationEvaluator:
         (0.5, 1.0)
     """
 
-    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, topk: Sequence[int] = (1, 5)):
+    def __init__(
+        self, num_classes: int, class_names: Sequence[str] | None = None, topk: Sequence[int] = (1, 5)
+    ):
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         if class_names is not None and len(class_names) != num_classes:
@@ -63,9 +65,9 @@ class ClassificationEvaluator:
         if any(k < 1 for k in topk):
             raise ValueError(f"top-k values must be at least 1, got {tuple(topk)}")
         self.num_classes = num_classes
-        self.class_names = [str(n) for n in class_names] if class_names is not None else [
-            str(i) for i in range(num_classes)
-        ]
+        self.class_names = (
+            [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(num_classes)]
+        )
         # Sorted and de-duplicated so the result keys come in a stable order.
         self.topk = tuple(sorted({int(k) for k in topk if k <= num_classes}))
         self._confusion = np.zeros((num_classes, num_classes), dtype=np.int64)

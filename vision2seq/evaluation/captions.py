@@ -54,7 +54,9 @@ class CaptionEvaluator:
         """Number of images added so far."""
         return len(self._keys)
 
-    def update(self, predictions: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]]) -> None:
+    def update(
+        self, predictions: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]]
+    ) -> None:
         """Add one batch of predictions with their references.
 
         Args:
@@ -75,7 +77,9 @@ class CaptionEvaluator:
             if key in self._seen or key in batch_seen:
                 raise ValueError(f"image {key!r} was already added; call reset() before a new evaluation")
             if not isinstance(prediction, str):
-                raise ValueError(f"the prediction for image {key!r} is {type(prediction).__name__}, not a string")
+                raise ValueError(
+                    f"the prediction for image {key!r} is {type(prediction).__name__}, not a string"
+                )
             refs = references.get(key)
             if refs is None:
                 raise ValueError(f"the prediction for image {key!r} has no references")
@@ -94,9 +98,9 @@ class CaptionEvaluator:
         """Score everything added since the last :meth:`reset`.
 
         Args:
-            per_image: Also return ``per_image``: image key -> its scores under the same metric names. Per-image
-                BLEU is sentence BLEU with the same smoothing (as pycocoevalcap reports it); per-image CIDEr-D
-                still uses the document frequencies of the whole evaluated set.
+            per_image: Also return ``per_image``: image key -> its scores under the same metric names.
+                Per-image BLEU is sentence BLEU with the same smoothing (as pycocoevalcap reports it);
+                per-image CIDEr-D still uses the document frequencies of the whole evaluated set.
 
         Returns:
             ``bleu_1`` .. ``bleu_4``, ``cider`` (CIDEr-D), ``rouge_l`` as floats, plus ``per_image`` if asked.

@@ -82,7 +82,9 @@ class CiderResult:
     per_image: list[float]
 
 
-def corpus_cider(candidates: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]]) -> CiderResult:
+def corpus_cider(
+    candidates: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]]
+) -> CiderResult:
     """Compute CIDEr-D of tokenized candidates against tokenized references.
 
     Args:

@@ -42,7 +42,9 @@ def _read_json(path: str | Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise UserError(
+            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
 
 
 def _listed(keys: list[Any]) -> str:
@@ -79,8 +81,12 @@ def load_coco_results(path: str | Path) -> dict[int | str, str]:
     path = Path(path)
     data = _read_json(path)
     if not isinstance(data, list):
-        kind = f"an object with keys {_listed(sorted(data))}" if isinstance(data, dict) else type(data).__name__
-        raise UserError(f'{path}: expected a list of {{"image_id", "caption"}} objects (COCO results), got {kind}')
+        kind = (
+            f"an object with keys {_listed(sorted(data))}" if isinstance(data, dict) else type(data).__name__
+        )
+        raise UserError(
+            f'{path}: expected a list of {{"image_id", "caption"}} objects (COCO results), got {kind}'
+        )
     results: dict[int | str, str] = {}
     for i, entry in enumerate(data):
         where = f"entry {i}"
@@ -91,7 +97,9 @@ def load_coco_results(path: str | Path) -> dict[int | str, str]:
                 raise UserError(f'{path}: {where} has no "{key}" key')
         image_id = _image_id(entry["image_id"], path, where)
         if image_id in results:
-            raise UserError(f"{path}: image_id {image_id!r} appears more than once; give one caption per image")
+            raise UserError(
+                f"{path}: image_id {image_id!r} appears more than once; give one caption per image"
+            )
         results[image_id] = _caption(entry["caption"], path, where)
     if not results:
         raise UserError(f"{path}: contains no results")

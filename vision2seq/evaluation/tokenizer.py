@@ -11,8 +11,8 @@ re-implements the parts of that lexer that matter for captions:
   inner hyphens or slashes kept whole (``close-up``, ``refrigerator/freezer``), numbers and times (``1:20``),
   known abbreviations that keep their period (``etc.``, ``st.``, ``rd.``, single letters, ``u.s.``), and a
   word's period kept when a comma, semicolon or colon follows (``bat.,`` -> ``bat.``);
-* PTB escapes: quotes become `````` / ``''``, brackets ``-LRB-``/``-RRB-``/``-LCB-``/``-RCB-``, dash runs ``--``,
-  dot runs ``...``.
+* PTB escapes: quotes become `````` / ``''``, brackets ``-LRB-``/``-RRB-``/``-LCB-``/``-RCB-``, dash runs
+  ``--``, dot runs ``...``.
 
 Faithful quirks: the Java tool lower-cases *after* escaping, so ``-LRB-`` becomes ``-lrb-``, which the
 case-sensitive punctuation filter does not remove (bracketed captions keep ``-lrb-``/``-rrb-`` tokens, as in
@@ -93,7 +93,9 @@ def _closing_quote(tok: str) -> str:
 
 
 def _opening_quote(tok: str) -> str:
-    return _closing_quote(tok.replace("&apos;", "`").replace("'", "`").replace("&quot;", "``").replace('"', "``"))
+    return _closing_quote(
+        tok.replace("&apos;", "`").replace("'", "`").replace("&quot;", "``").replace('"', "``")
+    )
 
 
 def _hyphens(tok: str) -> str:
@@ -150,7 +152,10 @@ def _rules() -> list[_Rule]:
         (rf"(?P<t>(?i:n){_APOS_ETC}(?i:t))", _closing_quote),
         (r"(?P<t>\d{1,2}[-/]\d{1,2}[-/]\d{2,4})", keep),
         (r"(?P<t>[-+]?(?:\d*(?:[.:,\u00AD\u066B\u066C]\d+)+|\d+))", keep),
-        (r"(?P<t>[\u207A\u207B\u208A\u208B]?(?:[\u2070\u00B9\u00B2\u00B3\u2074-\u2079]+|[\u2080-\u2089]+))", keep),
+        (
+            r"(?P<t>[\u207A\u207B\u208A\u208B]?(?:[\u2070\u00B9\u00B2\u00B3\u2074-\u2079]+|[\u2080-\u2089]+))",
+            keep,
+        ),
         (r"(?P<t>(?:\d{1,4}[- \u00A0])?\d{1,4}(?:\\?/|\u2044)\d{1,4})", _with_nbsp),
         (r"(?P<t>[\u00BC\u00BD\u00BE\u2153-\u215E])", lambda t: _FRACTIONS.get(t, t)),
         (r"(?P<t>(?i:-(?:rrb|lrb|rcb|lcb|rsb|lsb)-|c\.d\.s|pro-|anti-|s&p-500|s&ls))", keep),
@@ -158,7 +163,10 @@ def _rules() -> list[_Rule]:
         (rf"(?P<t>(?i:cap){_APOS}(?i:n)|(?i:c){_APOS}(?i:est))", keep),
         (r"(?P<t>[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}(?:\\?/[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}){1,2})", keep),
         (r"(?P<t>[A-Z]*\$|#)", keep),
-        (r"(?P<t>[\u00A2-\u00A5\u0080\u20A0\u20AC\u060B\u0E3F\u20A4\uFFE0\uFFE1\uFFE5\uFFE6])", lambda t: _CURRENCY.get(t, t)),
+        (
+            r"(?P<t>[\u00A2-\u00A5\u0080\u20A0\u20AC\u060B\u0E3F\u20A4\uFFE0\uFFE1\uFFE5\uFFE6])",
+            lambda t: _CURRENCY.get(t, t),
+        ),
         (rf"(?P<t>{_ABBREV1})", keep),
         (rf"(?P<t>{_ABBREV4})", keep),
         (rf"(?P<t>{_ACRO}){_SPACE_NL}", keep),

@@ -240,9 +240,8 @@ def _beam_search(
 ) -> Generation:
     batch, k, device = features.size(0), beam_size, features.device
     neg_inf = float("-inf")
-    # Row b * K + j of the decoder state is beam j of image b.
-    state = decoder.expand_state(decoder.init_state(features), k)
-    tokens = torch.full((batch * k,), bos_id, dtype=torch.long, device=device)
+    state = decoder.init_state(features)
+    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)
     row_offset = torch.arange(batch, device=device).unsqueeze(1) * k  # (B, 1)
 
     # Live hypotheses. The K beams start identical, so only the first is extended at the first step.
@@ -284,6 +283,12 @@ def _beam_search(
 
     for t in range(max_len):
         log_probs, state, alpha = decoder.step(tokens, state)  # (B*K, V), ..., (B*K, N) | None
+        if t == 0:
+            # The K beams start identical, so the first step runs once per image and is then copied:
+            # from here on row b * K + j of the decoder state is beam j of image b.
+            state = decoder.expand_state(state, k)
+            log_probs = log_probs.repeat_interleave(k, dim=0)
+            alpha = None if alpha is None else alpha.repeat_interleave(k, dim=0)
         vocab = log_probs.size(-1)
         track_alpha = return_attention and alpha is not None
         if track_alpha and live_alpha is None:

@@ -1,0 +1,524 @@
+"""Video classification datasets in the layouts they ship in, and a torch Dataset of sampled clips.
+
+Parsers turn a layout into a `VideoList` (samples + class names):
+
+* `parse_ucf101`: ``<videos_root>/<Class>/v_<Class>_gXX_cYY.avi`` with ``ucfTrainTestlist/``
+  (``classInd.txt``, ``trainlistNN.txt`` with 1-based labels, ``testlistNN.txt`` with paths only).
+* `parse_hmdb51`: ``<videos_root>/<class>/<name>.avi`` with per-class ``<class>_test_splitN.txt``
+  files of ``name.avi 0|1|2`` lines (1 train, 2 test, 0 unused).
+* `parse_class_folders`: ``<root>/<class>/<clip>``, split into train/val with a seeded, group-aware
+  split (UCF-style ``_gXX_`` groups never straddle train and val).
+* `parse_csv`: a Kinetics-style ``path,label[,split]`` list (header optional, labels are class names).
+
+A clip can be a video file or a folder of extracted frames everywhere. Listed clips that do not exist
+are one `UserError` (or are skipped with ``skip_missing=True``); listed paths that leave the dataset
+root are refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import random
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+
+from vision2seq.data.sampling import (
+    SAMPLING_MODES,
+    SamplingMode,
+    sample_clip_indices,
+    sample_multi_clip_indices,
+)
+from vision2seq.data.video import (
+    DEFAULT_SPARSE_MIN_FRAMES,
+    VIDEO_SUFFIXES,
+    IndexSampler,
+    VideoDecodeError,
+    read_sampled_frames,
+)
+from vision2seq.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+_MISSING_SHOWN = 3
+_UCF_GROUP = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class VideoSample:
+    """One labelled clip.
+
+    Attributes:
+        path: A video file or a folder of extracted frames.
+        label: Class index into the list's ``class_names``.
+        group: Clips sharing a group (same actors/scene, e.g. UCF101 ``g08``) must stay on one side of
+            a train/val split; None when unknown.
+    """
+
+    path: Path
+    label: int
+    group: str | None = None
+
+
+@dataclass
+class VideoList:
+    """The clips of one subset and the class names their labels index."""
+
+    samples: list[VideoSample]
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+# --- shared helpers ----------------------------------------------------------------------------
+
+
+def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
+    """Non-blank stripped lines with 1-based numbers (the official lists use CRLF line ends)."""
+    if not path.is_file():
+        raise UserError(f"{path}: missing {what}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _join_inside(root: Path, relative: str, where: str) -> Path:
+    """``root / relative``, refusing absolute paths and ``..`` that would leave ``root``.
+
+    The check is on the text, not on resolved paths, so symlinked dataset folders keep working.
+    """
+    normal = os.path.normpath(relative.replace("\\", "/"))
+    if os.path.isabs(normal) or re.match(r"^[A-Za-z]:", normal) or normal.split(os.sep)[0] == "..":
+        raise UserError(
+            f"{where}: path {relative!r} leaves the dataset root {root}; list paths relative to it"
+        )
+    return root / PurePosixPath(normal.replace(os.sep, "/"))
+
+
+def _check_missing(
+    samples: list[VideoSample], listing: Path, root: Path, skip_missing: bool
+) -> list[VideoSample]:
+    missing = [s for s in samples if not s.path.exists()]
+    if not missing:
+        return samples
+    if not skip_missing:
+        shown = ", ".join(str(s.path.relative_to(root)) for s in missing[:_MISSING_SHOWN])
+        raise UserError(
+            f"{listing}: {len(missing)} of {len(samples)} listed videos are missing under {root} "
+            f"(first: {shown}); fix the paths or pass skip_missing=True"
+        )
+    logger.warning(
+        "%s: skipping %d of %d listed videos missing under %s", listing, len(missing), len(samples), root
+    )
+    return [s for s in samples if s.path.exists()]
+
+
+def _ucf_group(name: str) -> str | None:
+    match = _UCF_GROUP.search(name)
+    return f"g{int(match.group(1)):02d}" if match else None
+
+
+def _check_subset(subset: str, allowed: tuple[str, ...], dataset: str) -> None:
+    if subset not in allowed:
+        raise UserError(f"{dataset} subset must be one of {allowed}, got {subset!r}")
+
+
+# --- UCF101 ------------------------------------------------------------------------------------
+
+
+def _ucf_classes(class_ind: Path) -> list[str]:
+    names = []
+    for line_no, line in _read_lines(class_ind, "UCF101 class index (classInd.txt)"):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(names) + 1:
+            raise UserError(f"{class_ind}:{line_no}: expected '{len(names) + 1} ClassName', got {line!r}")
+        names.append(parts[1])
+    return names
+
+
+def parse_ucf101(
+    videos_root: Path | str,
+    annotations_dir: Path | str,
+    split: int = 1,
+    subset: str = "train",
+    *,
+    skip_missing: bool = False,
+) -> VideoList:
+    """The UCF101 train or test list of one of the three official splits.
+
+    Args:
+        videos_root: The folder holding one folder per class (``UCF-101/``).
+        annotations_dir: ``ucfTrainTestlist/`` with ``classInd.txt`` and the split lists.
+        split: 1, 2 or 3.
+        subset: ``"train"`` or ``"test"``.
+        skip_missing: Drop listed videos that do not exist instead of failing.
+
+    Raises:
+        UserError: a missing or malformed list, an unknown class, a path leaving the root, or missing
+            videos.
+    """
+    videos_root, annotations_dir = Path(videos_root), Path(annotations_dir)
+    _check_subset(subset, ("train", "test"), "UCF101")
+    if split not in (1, 2, 3):
+        raise UserError(f"UCF101 split must be 1, 2 or 3, got {split}")
+    class_names = _ucf_classes(annotations_dir / "classInd.txt")
+    index = {name.lower(): i for i, name in enumerate(class_names)}
+    listing = annotations_dir / f"{subset}list{split:02d}.txt"
+    samples = []
+    for line_no, line in _read_lines(listing, f"UCF101 {subset} list"):
+        where = f"{listing}:{line_no}"
+        relative, *rest = line.split()
+        if rest:  # train lists carry a 1-based label
+            if not rest[0].isdigit() or not 1 <= int(rest[0]) <= len(class_names):
+                raise UserError(f"{where}: label {rest[0]!r} is not in 1..{len(class_names)}")
+            label = int(rest[0]) - 1
+        else:  # test lists only have the path; its folder is the class
+            folder = PurePosixPath(relative).parts[0]
+            if folder.lower() not in index:
+                raise UserError(f"{where}: class folder {folder!r} is not in classInd.txt")
+            label = index[folder.lower()]
+        path = _join_inside(videos_root, relative, where)
+        samples.append(VideoSample(path, label, _ucf_group(path.name)))
+    return VideoList(_check_missing(samples, listing, videos_root, skip_missing), class_names)
+
+
+# --- HMDB51 ------------------------------------------------------------------------------------
+
+_HMDB_IDS = {"train": "1", "test": "2"}
+
+
+def parse_hmdb51(
+    videos_root: Path | str,
+    annotations_dir: Path | str,
+    split: int = 1,
+    subset: str = "train",
+    *,
+    skip_missing: bool = False,
+) -> VideoList:
+    """The HMDB51 train or test clips of one of the three official splits.
+
+    Classes are the sorted names of the ``<class>_test_split<split>.txt`` files; the source movie
+    (the file name before ``_<class>_``) is the clip's group.
+
+    Args:
+        videos_root: The folder holding one folder per class.
+        annotations_dir: The folder with the split files (``testTrainMulti_7030_splits/``).
+        split: 1, 2 or 3.
+        subset: ``"train"`` (id 1) or ``"test"`` (id 2); id 0 clips are unused.
+        skip_missing: Drop listed videos that do not exist instead of failing.
+
+    Raises:
+        UserError: no split files, a malformed line, a path leaving the root, or missing videos.
+    """
+    videos_root, annotations_dir = Path(videos_root), Path(annotations_dir)
+    _check_subset(subset, ("train", "test"), "HMDB51")
+    suffix = f"_test_split{split}.txt"
+    split_files = sorted(annotations_dir.glob(f"*{suffix}")) if annotations_dir.is_dir() else []
+    if not split_files:
+        raise UserError(f"{annotations_dir}: no HMDB51 split files '*{suffix}' (split must be 1, 2 or 3)")
+    class_names = [f.name[: -len(suffix)] for f in split_files]
+    samples = []
+    for label, (name, split_file) in enumerate(zip(class_names, split_files, strict=True)):
+        for line_no, line in _read_lines(split_file, "HMDB51 split file"):
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise UserError(f"{split_file}:{line_no}: expected 'name.avi 0|1|2', got {line!r}")
+            if parts[1] == _HMDB_IDS[subset]:
+                path = _join_inside(videos_root, f"{name}/{parts[0]}", f"{split_file}:{line_no}")
+                movie = parts[0].split(f"_{name}_")[0] if f"_{name}_" in parts[0] else None
+                samples.append(VideoSample(path, label, movie))
+    return VideoList(_check_missing(samples, annotations_dir, videos_root, skip_missing), class_names)
+
+
+# --- one folder per class ----------------------------------------------------------------------
+
+
+def _is_clip(path: Path) -> bool:
+    if path.name.startswith("."):
+        return False
+    return path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _choose_val(sizes: dict[str, int], val_fraction: float, rng: random.Random) -> set[str]:
+    """Whole groups (shuffled) go to validation until they hold ``val_fraction`` of the clips."""
+    order = sorted(sizes)
+    rng.shuffle(order)
+    target = val_fraction * sum(sizes.values())
+    val: set[str] = set()
+    taken = 0
+    for key in order[:-1]:  # the last group always trains
+        if taken >= target:
+            break
+        val.add(key)
+        taken += sizes[key]
+    return val
+
+
+def _split_groups(samples: list[VideoSample], val_fraction: float, seed: int) -> set[Path]:
+    """Paths of validation clips. UCF-named groups are split across all classes at once, as the official
+    splits do; clips without a group are split per class, so every class keeps training clips."""
+    rng = random.Random(seed)
+    strata: dict[str, dict[str, int]] = {}
+    key_of: dict[Path, str] = {}
+    for s in samples:
+        stratum, key = ("*", s.group) if s.group else (str(s.label), str(s.path))
+        key_of[s.path] = key
+        strata.setdefault(stratum, {}).setdefault(key, 0)
+        strata[stratum][key] += 1
+    val_keys = set()
+    for stratum in sorted(strata):
+        val_keys |= _choose_val(strata[stratum], val_fraction, rng)
+    return {path for path, key in key_of.items() if key in val_keys}
+
+
+def parse_class_folders(
+    root: Path | str, subset: str = "train", val_fraction: float = 0.2, seed: int = 0
+) -> VideoList:
+    """Clips stored as ``<root>/<class>/<video file or frame folder>``, split into train and val.
+
+    The split is random but fixed by ``seed``, and group-aware: clips named UCF-style
+    (``..._gXX_cYY``) are split by group so one group's clips never straddle train and val.
+
+    Args:
+        root: The folder holding one folder per class (classes are its sorted sub-folder names).
+        subset: ``"train"``, ``"val"`` or ``"all"``.
+        val_fraction: Share of clips for validation, in ``[0, 1)``.
+        seed: Seed of the split.
+
+    Raises:
+        UserError: the root or its class folders hold no clips, or bad arguments.
+    """
+    root = Path(root)
+    _check_subset(subset, ("train", "val", "all"), "class-folder")
+    if not 0 <= val_fraction < 1:
+        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not root.is_dir():
+        raise UserError(f"{root}: missing dataset folder")
+    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    samples = [
+        VideoSample(clip, label, _ucf_group(clip.name))
+        for label, name in enumerate(class_names)
+        for clip in sorted((root / name).iterdir())
+        if _is_clip(clip)
+    ]
+    if not samples:
+        raise UserError(f"{root}: no clips found; expected <root>/<class>/<video file or frame folder>")
+    if subset == "all":
+        return VideoList(samples, class_names)
+    val = _split_groups(samples, val_fraction, seed)
+    return VideoList([s for s in samples if (s.path in val) == (subset == "val")], class_names)
+
+
+# --- CSV lists ---------------------------------------------------------------------------------
+
+_PATH_COLUMNS = ("path", "video", "file", "filename")
+_LABEL_COLUMNS = ("label", "class", "class_name")
+_SPLIT_COLUMNS = ("split", "subset")
+
+
+def _csv_columns(header: list[str], csv_path: Path) -> tuple[int, int, int | None]:
+    names = [h.strip().lower() for h in header]
+
+    def find(options: tuple[str, ...]) -> int | None:
+        return next((names.index(o) for o in options if o in names), None)
+
+    path_col, label_col = find(_PATH_COLUMNS), find(_LABEL_COLUMNS)
+    if path_col is None or label_col is None:
+        raise UserError(f"{csv_path}: header {header} needs a 'path' and a 'label' column")
+    return path_col, label_col, find(_SPLIT_COLUMNS)
+
+
+def _class_order(labels: Iterable[str]) -> list[str]:
+    unique = set(labels)
+    if all(label.isdigit() for label in unique):
+        return sorted(unique, key=int)
+    return sorted(unique)
+
+
+def parse_csv(
+    videos_root: Path | str,
+    csv_path: Path | str,
+    *,
+    subset: str | None = None,
+    class_names: Sequence[str] | None = None,
+    skip_missing: bool = False,
+) -> VideoList:
+    """Clips listed as ``path,label[,split]`` rows (Kinetics style); the header row is optional.
+
+    Args:
+        videos_root: Folder the listed paths are relative to.
+        csv_path: The list. With a header, columns are found by name (``path``, ``label``, ``split``).
+        subset: Keep only rows whose split column equals this (needs a split column).
+        class_names: The label order to use, e.g. the training list's, so that train and val agree.
+            By default the sorted label names of every row of the file (before ``subset`` filtering).
+        skip_missing: Drop listed videos that do not exist instead of failing.
+
+    Raises:
+        UserError: a missing or malformed file, an unknown label, a path leaving the root, or missing
+            videos.
+    """
+    videos_root, csv_path = Path(videos_root), Path(csv_path)
+    if not csv_path.is_file():
+        raise UserError(f"{csv_path}: missing CSV list")
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        rows = [(n, row) for n, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)]
+    if not rows:
+        raise UserError(f"{csv_path}: empty CSV list")
+    header = [cell.strip().lower() for cell in rows[0][1]]
+    if any(name in header for name in _PATH_COLUMNS + _LABEL_COLUMNS):
+        path_col, label_col, split_col = _csv_columns(rows[0][1], csv_path)
+        rows = rows[1:]
+    else:
+        path_col, label_col, split_col = 0, 1, (2 if len(rows[0][1]) > 2 else None)
+    if subset is not None and split_col is None:
+        raise UserError(f"{csv_path}: subset {subset!r} requested but the list has no split column")
+    needed = max(path_col, label_col, split_col or 0) + 1
+    for line_no, row in rows:
+        if len(row) < needed:
+            raise UserError(f"{csv_path}:{line_no}: expected at least {needed} columns, got {row}")
+    names = (
+        list(class_names) if class_names is not None else _class_order(r[label_col].strip() for _, r in rows)
+    )
+    index = {name: i for i, name in enumerate(names)}
+    samples = []
+    for line_no, row in rows:
+        if subset is not None and split_col is not None and row[split_col].strip() != subset:
+            continue
+        label = row[label_col].strip()
+        if label not in index:
+            raise UserError(f"{csv_path}:{line_no}: label {label!r} is not one of the {len(names)} classes")
+        path = _join_inside(videos_root, row[path_col].strip(), f"{csv_path}:{line_no}")
+        samples.append(VideoSample(path, index[label], _ucf_group(path.name)))
+    return VideoList(_check_missing(samples, csv_path, videos_root, skip_missing), names)
+
+
+# --- torch Dataset -----------------------------------------------------------------------------
+
+
+def collate_skip_none(batch: list[Any]) -> Any:
+    """`default_collate` without the ``None`` items a ``skip_bad`` dataset returns; None if none is left."""
+    kept = [item for item in batch if item is not None]
+    return default_collate(kept) if kept else None
+
+
+class VideoClipDataset(Dataset):
+    """Clips of ``num_frames`` frames sampled from videos, as ``(frames, label)`` pairs.
+
+    ``frames`` is a float tensor (T, C, H, W), or (num_clips, T, C, H, W) with ``num_clips > 1``
+    (deterministic multi-clip evaluation). Training draws are random but reproducible: each item's
+    generator is seeded from ``(seed, epoch, index)``, so results do not depend on which worker loads
+    the item. Call `set_epoch` before each epoch (workers copy the dataset when an epoch's iterator
+    starts, so with ``persistent_workers=True`` they keep the epoch they started with).
+
+    Args:
+        samples: The clips (a `VideoList` or its ``samples``).
+        num_frames: Frames per clip (T).
+        mode: ``"segment"`` (TSN, spans the video) or ``"dense"`` (consecutive frames ``stride`` apart).
+        stride: Dense mode's step between frames.
+        train: Random sampling; otherwise centred.
+        num_clips: Clips per video for evaluation (needs ``train=False``).
+        transform: Per frame, PIL image -> (C, H, W) float tensor (e.g. a torchvision weights'
+            ``transforms()``); it must treat every frame alike (no per-call random crops). Default:
+            RGB scaled to [0, 1], which only batches if all videos share a size.
+        clip_transform: Alternative to ``transform`` applied once per clip to the (T, C, H, W) uint8
+            tensor; batched tensor transforms (torchvision weights' ``transforms()`` accept them)
+            resize a whole clip in one call, which is faster than frame by frame.
+        seed: Seed of the training draws.
+        skip_bad: Return None for a video that cannot be decoded (logging why) instead of raising;
+            batch with `collate_skip_none`.
+        sparse_min_frames: See `vision2seq.data.video.read_sampled_frames`.
+    """
+
+    def __init__(
+        self,
+        samples: VideoList | Sequence[VideoSample],
+        num_frames: int = 8,
+        *,
+        mode: SamplingMode = "segment",
+        stride: int = 1,
+        train: bool = False,
+        num_clips: int = 1,
+        transform: Callable[[Image.Image], torch.Tensor] | None = None,
+        clip_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        seed: int = 0,
+        skip_bad: bool = False,
+        sparse_min_frames: int | None = DEFAULT_SPARSE_MIN_FRAMES,
+    ) -> None:
+        if mode not in SAMPLING_MODES:
+            raise ValueError(f"unknown sampling mode {mode!r}; expected one of {SAMPLING_MODES}")
+        if num_frames <= 0 or num_clips <= 0 or stride <= 0:
+            raise ValueError("num_frames, num_clips and stride must be positive")
+        if train and num_clips > 1:
+            raise ValueError("multi-clip sampling is for evaluation; use num_clips=1 with train=True")
+        if transform is not None and clip_transform is not None:
+            raise ValueError("pass transform or clip_transform, not both")
+        self.samples = list(samples.samples if isinstance(samples, VideoList) else samples)
+        self.num_frames, self.mode, self.stride = num_frames, mode, stride
+        self.train, self.num_clips = train, num_clips
+        self.transform, self.clip_transform = transform, clip_transform
+        self.seed, self.epoch = seed, 0
+        self.skip_bad, self.sparse_min_frames = skip_bad, sparse_min_frames
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the training draws of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def index_sampler(self, index: int) -> IndexSampler:
+        """The frame sampler of item ``index`` for the current epoch (flat indices for multi-clip)."""
+        if self.num_clips > 1:
+            return lambda n: [
+                i
+                for clip in sample_multi_clip_indices(
+                    n, self.num_clips, self.num_frames, self.mode, self.stride
+                )
+                for i in clip
+            ]
+        entropy = [self.seed, self.epoch, index]
+        # A fresh generator per call: the decoder may evaluate the sampler for several frame counts.
+        return lambda n: sample_clip_indices(
+            n, self.num_frames, self.mode, self.stride, random=self.train, rng=np.random.default_rng(entropy)
+        )
+
+    def load(self, index: int) -> tuple[torch.Tensor, int]:
+        """Decode and transform item ``index``.
+
+        Raises:
+            VideoDecodeError: the video cannot be decoded.
+        """
+        sample = self.samples[index]
+        sampled = read_sampled_frames(
+            sample.path, self.index_sampler(index), sparse_min_frames=self.sparse_min_frames
+        )
+        frames = self._to_tensor(sampled.frames)
+        if self.num_clips > 1:
+            frames = frames.reshape(self.num_clips, self.num_frames, *frames.shape[1:])
+        return frames, sample.label
+
+    def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
+        if self.transform is not None:
+            return torch.stack([self.transform(Image.fromarray(frame)) for frame in frames])
+        clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+        if self.clip_transform is not None:
+            return self.clip_transform(clip)
+        return clip.float().div_(255)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        try:
+            return self.load(index)
+        except VideoDecodeError as err:
+            if not self.skip_bad:
+                raise
+            logger.warning("skipping clip %d: %s", index, err)
+            return None
