@@ -15,8 +15,10 @@ def test_shipped_configs_load(path):
 
 
 def test_required_keys_exist_and_overrides_apply():
-    config = load_config(CONFIGS / "flickr8k_resnet50.yaml",
-                         ["train.epochs=3", "output_dir=runs/a", "train.lr=1e-3", "model.encoder.weights=null"])
+    config = load_config(
+        CONFIGS / "flickr8k_resnet50.yaml",
+        ["train.epochs=3", "output_dir=runs/a", "train.lr=1e-3", "model.encoder.weights=null"],
+    )
     assert isinstance(config, CaptioningConfig)
     assert config.train.epochs == 3 and config.output_dir == "runs/a"
     assert config.train.lr == pytest.approx(1e-3)  # YAML 1.1 reads 1e-3 as a string; we accept it
@@ -35,9 +37,14 @@ def test_unknown_key_names_the_key(tmp_path):
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("train.epochs=three", "train.epochs"), ("train.batch_size=2.5", "train.batch_size"),
-     ("train.resume=maybe", "train.resume"), ("model.encoder.output=flat", "model.encoder.output"),
-     ("data.train_splits=train", "data.train_splits"), ("train=3", "train")],
+    [
+        ("train.epochs=three", "train.epochs"),
+        ("train.batch_size=2.5", "train.batch_size"),
+        ("train.resume=maybe", "train.resume"),
+        ("model.encoder.output=flat", "model.encoder.output"),
+        ("data.train_splits=train", "data.train_splits"),
+        ("train=3", "train"),
+    ],
 )
 def test_wrong_type_names_the_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):

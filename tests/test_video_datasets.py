@@ -231,7 +231,7 @@ def test_dataset_returns_clips_and_labels(folders: Path) -> None:
     clips = parse_class_folders(folders, "all")
     frames, label = VideoClipDataset(clips, num_frames=4)[len(clips) - 1]
     assert frames.shape == (4, 3, 32, 32) and frames.dtype == torch.float32 and label == 1
-    assert 0.0 <= frames.min() and frames.max() <= 1.0
+    assert frames.min() >= 0.0 and frames.max() <= 1.0
 
 
 def test_dataset_applies_the_per_frame_transform(folders: Path) -> None:

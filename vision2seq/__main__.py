@@ -24,9 +24,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     result = train(config, resume=args.resume, progress=not args.quiet)
-    best = f"{result.best_metric:.4f} (epoch {result.best_epoch})" if result.best_metric is not None else "n/a"
-    print(f"trained {result.epochs_run} epochs; best {config.train.monitor or 'monitored metric'}: {best}; "
-          f"checkpoints in {result.output_dir}")
+    best = (
+        f"{result.best_metric:.4f} (epoch {result.best_epoch})" if result.best_metric is not None else "n/a"
+    )
+    print(
+        f"trained {result.epochs_run} epochs; best {config.train.monitor or 'monitored metric'}: {best}; "
+        f"checkpoints in {result.output_dir}"
+    )
     return EXIT_OK
 
 
@@ -41,8 +45,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
     generation = {"beam_size": args.beam_size, "max_len": args.max_len}
     failed = bool(missing)
     rows = []
-    for result in captioner.caption_files(paths, batch_size=args.batch_size, num_workers=args.workers,
-                                          **generation):
+    for result in captioner.caption_files(
+        paths, batch_size=args.batch_size, num_workers=args.workers, **generation
+    ):
         if result.error:
             failed = True
             print(result.error, file=sys.stderr)
@@ -59,8 +64,13 @@ def cmd_caption(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vision2seq.evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides,
-                                  device=args.device, progress=not args.quiet)
+    metrics = evaluate_checkpoint(
+        args.checkpoint,
+        split=args.split,
+        overrides=args.overrides,
+        device=args.device,
+        progress=not args.quiet,
+    )
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -80,8 +90,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vision2seq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    overrides = {"nargs": "*", "default": [], "metavar": "KEY=VALUE",
-                 "help": "config overrides, e.g. train.epochs=3 output_dir=runs/a"}
+    overrides = {
+        "nargs": "*",
+        "default": [],
+        "metavar": "KEY=VALUE",
+        "help": "config overrides, e.g. train.epochs=3 output_dir=runs/a",
+    }
 
     p = sub.add_parser("train", help="train a model from a YAML config")
     p.add_argument("config", help="experiment YAML file (see configs/)")

@@ -38,8 +38,13 @@ class CaptionResult:
 class Captioner:
     """A trained captioning model ready to caption images."""
 
-    def __init__(self, model: CaptionModel, vocab: Vocabulary, config: CaptioningConfig,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        model: CaptionModel,
+        vocab: Vocabulary,
+        config: CaptioningConfig,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.vocab, self.config = vocab, config
@@ -67,14 +72,22 @@ class Captioner:
         return config_from_dict(raw, source="checkpoint config")  # type: ignore[return-value]
 
     @torch.no_grad()
-    def caption_tensors(self, images: torch.Tensor, *, beam_size: int | None = None, max_len: int | None = None,
-                        length_penalty: float | None = None, return_attention: bool = False
-                        ) -> tuple[list[str], list[torch.Tensor] | None]:
+    def caption_tensors(
+        self,
+        images: torch.Tensor,
+        *,
+        beam_size: int | None = None,
+        max_len: int | None = None,
+        length_penalty: float | None = None,
+        return_attention: bool = False,
+    ) -> tuple[list[str], list[torch.Tensor] | None]:
         """Caption a batch of preprocessed images ``(B, 3, H, W)``."""
         g = self.config.generation
         features = self.model.encoder(images.to(self.device))
         result = generate_captions(
-            self.model, features, self.vocab,
+            self.model,
+            features,
+            self.vocab,
             beam_size=beam_size if beam_size is not None else (g.beam_size if g.strategy == "beam" else 1),
             max_len=max_len or g.max_len,
             length_penalty=g.length_penalty if length_penalty is None else length_penalty,
@@ -84,29 +97,44 @@ class Captioner:
         attention = None
         if return_attention and result.attention is not None:
             h, w = self.model.encoder.grid_size
-            attention = [a.reshape(a.shape[0], h, w).cpu() if a.shape[-1] == h * w else a.cpu()
-                         for a in result.attention]
+            attention = [
+                a.reshape(a.shape[0], h, w).cpu() if a.shape[-1] == h * w else a.cpu()
+                for a in result.attention
+            ]
         return captions, attention
 
     def caption(self, images: Sequence[str | Path | Image.Image], **generation) -> list[str]:
         """Captions of image files or PIL images; a bad file raises ``ImageReadError`` naming it."""
-        pixels = [self.transform(load_image(im) if not isinstance(im, Image.Image) else im.convert("RGB"))
-                  for im in images]
+        pixels = [
+            self.transform(load_image(im) if not isinstance(im, Image.Image) else im.convert("RGB"))
+            for im in images
+        ]
         if not pixels:
             return []
         return self.caption_tensors(torch.stack(pixels), **generation)[0]
 
-    def caption_files(self, paths: Sequence[str | Path], *, batch_size: int = 32, num_workers: int = 2,
-                      progress: bool | None = None, **generation) -> Iterator[CaptionResult]:
+    def caption_files(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        progress: bool | None = None,
+        **generation,
+    ) -> Iterator[CaptionResult]:
         """Caption many files in batches, decoding in worker processes, in input order.
 
         Unreadable files are yielded with ``error`` set (one line naming the file and the reason); the
         others are still captioned.
         """
         paths = [Path(p) for p in paths]
-        loader = DataLoader(ImageFiles(paths, self.transform), batch_size=batch_size,
-                            num_workers=min(num_workers, max(0, len(paths) // batch_size)),
-                            collate_fn=collate_good, pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            ImageFiles(paths, self.transform),
+            batch_size=batch_size,
+            num_workers=min(num_workers, max(0, len(paths) // batch_size)),
+            collate_fn=collate_good,
+            pin_memory=self.device.type == "cuda",
+        )
         show = progress if progress is not None else len(paths) > batch_size
         bar = tqdm(total=len(paths), unit="img", disable=not show, file=sys.stderr, desc="captioning")
         for indices, images, errors in loader:

@@ -70,7 +70,9 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
+        ) from None
     if not isinstance(payload, dict) or "format_version" not in payload or "model" not in payload:
         raise CheckpointError(f"{path}: not a vision2seq checkpoint (no format_version/model entries)")
     version = payload["format_version"]

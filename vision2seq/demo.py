@@ -20,8 +20,13 @@ from PIL import Image, ImageDraw
 from vision2seq.config import load_config
 from vision2seq.evaluation.captions import CaptionEvaluator
 
-COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40),
-           "purple": (150, 60, 190)}
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 210, 40),
+    "purple": (150, 60, 190),
+}
 SHAPES = ("circle", "square", "triangle")
 SIZES = {"small": 0.22, "large": 0.4}
 SIDES = ("left", "right")
@@ -34,8 +39,12 @@ TEMPLATES = (
 
 def draw_shape_image(rng: random.Random, size: int = 96) -> tuple[Image.Image, dict[str, str]]:
     """One random image and its attributes (colour, shape, size, side)."""
-    attrs = {"colour": rng.choice(list(COLOURS)), "shape": rng.choice(SHAPES), "size": rng.choice(list(SIZES)),
-             "side": rng.choice(SIDES)}
+    attrs = {
+        "colour": rng.choice(list(COLOURS)),
+        "shape": rng.choice(SHAPES),
+        "size": rng.choice(list(SIZES)),
+        "side": rng.choice(SIDES),
+    }
     grey = rng.randint(90, 150)
     image = Image.new("RGB", (size, size), (grey, grey, grey))
     draw = ImageDraw.Draw(image)
@@ -53,8 +62,9 @@ def draw_shape_image(rng: random.Random, size: int = 96) -> tuple[Image.Image, d
     return image, attrs
 
 
-def make_shapes_dataset(root: Path, n_train: int = 1200, n_val: int = 100, n_test: int = 100,
-                        seed: int = 0) -> Path:
+def make_shapes_dataset(
+    root: Path, n_train: int = 1200, n_val: int = 100, n_test: int = 100, seed: int = 0
+) -> Path:
     """Write images and a Karpathy-format ``dataset_shapes.json`` under ``root``; return the JSON path."""
     rng = random.Random(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -87,9 +97,16 @@ def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), prog
         print(f"generating the shapes dataset in {data_dir} ...", file=sys.stderr)
         make_shapes_dataset(data_dir)
     run_dir = output_dir / "run"
-    config = load_config(demo_config_path(), [f"data.annotations={annotations}", f"data.images={data_dir / 'images'}",
-                                               f"output_dir={run_dir}", f"data.cache_dir={output_dir / 'cache'}",
-                                               *overrides])
+    config = load_config(
+        demo_config_path(),
+        [
+            f"data.annotations={annotations}",
+            f"data.images={data_dir / 'images'}",
+            f"output_dir={run_dir}",
+            f"data.cache_dir={output_dir / 'cache'}",
+            *overrides,
+        ],
+    )
     train(config, resume=(run_dir / "last.pt").is_file(), progress=progress)
     best = run_dir / "best.pt"
     metrics = evaluate_checkpoint(best, "test", device=config.train.device, progress=progress)
@@ -116,6 +133,8 @@ def most_common_caption_baseline(annotations: Path, split: str = "test") -> dict
     caption = counts.most_common(1)[0][0]
     evaluator = CaptionEvaluator()
     tests = [im for im in images if im["split"] == split]
-    evaluator.update({str(im["imgid"]): caption for im in tests},
-                     {str(im["imgid"]): [s["raw"] for s in im["sentences"]] for im in tests})
+    evaluator.update(
+        {str(im["imgid"]): caption for im in tests},
+        {str(im["imgid"]): [s["raw"] for s in im["sentences"]] for im in tests},
+    )
     return evaluator.compute()

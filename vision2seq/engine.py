@@ -127,8 +127,10 @@ def fit(
         state.update({k: ckpt[k] for k in state})
         _set_rng_state(ckpt["rng"])
     elif (out / "last.pt").exists():
-        raise UserError(f"{out}: holds an earlier run (last.pt); pass --resume to continue it, "
-                        "or choose another output_dir")
+        raise UserError(
+            f"{out}: holds an earlier run (last.pt); pass --resume to continue it, "
+            "or choose another output_dir"
+        )
 
     writer = _tensorboard(out)
     metrics: dict[str, float] = {}
@@ -140,16 +142,24 @@ def fit(
             sampler.set_epoch(epoch)
         model.train()
         start, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not progress or None, file=sys.stderr)
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+            disable=not progress or None,
+            file=sys.stderr,
+        )
         for batch in bar:
             batch = move_to(batch, device)
             with autocast(device, cfg.amp):
                 losses = task.training_step(model, batch)
             loss = losses["loss"]
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {state['step'] + 1} (epoch "
-                                    f"{epoch + 1}); lower train.lr or enable train.grad_clip")
+                raise TrainingError(
+                    f"loss became {loss.item()} at step {state['step'] + 1} (epoch "
+                    f"{epoch + 1}); lower train.lr or enable train.grad_clip"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip:
@@ -163,8 +173,9 @@ def fit(
             n_batches += 1
             loss_sum += loss.item()
             seen += _batch_size(batch)
-            bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}",
-                            items_s=f"{seen / (time.perf_counter() - start):.1f}")
+            bar.set_postfix(
+                loss=f"{loss_sum / n_batches:.3f}", items_s=f"{seen / (time.perf_counter() - start):.1f}"
+            )
             if state["step"] >= total_steps:
                 break
         bar.close()
@@ -176,7 +187,9 @@ def fit(
         improved = False
         if validate:
             if monitor not in metrics:
-                raise UserError(f"train.monitor: metric {monitor!r} not produced (have: {', '.join(metrics)})")
+                raise UserError(
+                    f"train.monitor: metric {monitor!r} not produced (have: {', '.join(metrics)})"
+                )
             value = metrics[monitor]
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(value)
@@ -185,23 +198,35 @@ def fit(
                 state.update(best_metric=value, best_epoch=epoch + 1, bad_epochs=0)
             else:
                 state["bad_epochs"] += 1
-        row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-               "seconds": round(time.perf_counter() - start, 3), **metrics}
+        row = {
+            "epoch": epoch + 1,
+            "step": state["step"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - start, 3),
+            **metrics,
+        }
         _log(out, row, writer)
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr)
         payload = {
-            "task": task.name, "config": config_to_dict(config), "extras": task.checkpoint_extras(),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
-            "metrics": metrics, **state,
+            "task": task.name,
+            "config": config_to_dict(config),
+            "extras": task.checkpoint_extras(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": _rng_state(),
+            "metrics": metrics,
+            **state,
         }
         if improved:
             save_checkpoint(out / "best.pt", payload)
         save_checkpoint(out / "last.pt", payload)
         if cfg.early_stopping_patience and state["bad_epochs"] >= cfg.early_stopping_patience:
-            print(f"early stopping: {monitor} did not improve for {state['bad_epochs']} epochs",
-                  file=sys.stderr)
+            print(
+                f"early stopping: {monitor} did not improve for {state['bad_epochs']} epochs", file=sys.stderr
+            )
             break
     if writer is not None:
         writer.close()
@@ -212,15 +237,22 @@ def fit(
 
 
 @torch.no_grad()
-def evaluate(task: Task, model: nn.Module, loader: Iterable, device: torch.device | str = "cpu",
-             amp: str = "none", progress: bool = True) -> dict[str, float]:
+def evaluate(
+    task: Task,
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str = "cpu",
+    amp: str = "none",
+    progress: bool = True,
+) -> dict[str, float]:
     """Run ``task.predict_step`` over ``loader`` and return the evaluator's metrics."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
     evaluator = task.make_evaluator()
-    for batch in tqdm(loader, desc="evaluating", unit="batch", leave=False, disable=not progress or None,
-                      file=sys.stderr):
+    for batch in tqdm(
+        loader, desc="evaluating", unit="batch", leave=False, disable=not progress or None, file=sys.stderr
+    ):
         batch = move_to(batch, device)
         with autocast(device, amp):
             predictions = task.predict_step(model, batch)
@@ -239,11 +271,13 @@ def _build_optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.op
     return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
-                     steps_per_epoch: int) -> Any:
+def _build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int
+) -> Any:
     if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.lr_gamma,
-                                                          patience=1)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.lr_gamma, patience=1
+        )
 
     def factor(step: int) -> float:  # stepped once per optimiser step
         warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0

@@ -10,8 +10,13 @@ from vision2seq.checkpoint import load_checkpoint
 from vision2seq.engine import evaluate
 
 
-def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: Sequence[str] = (),
-                        device: str = "auto", progress: bool = True) -> dict[str, Any]:
+def evaluate_checkpoint(
+    path: str | Path,
+    split: str = "test",
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Metrics of the checkpoint at ``path`` on ``split`` (BLEU-1..4 for captions, accuracy for clips)."""
     ckpt = load_checkpoint(path)
     if ckpt.get("task") == "video_classification":

@@ -128,7 +128,10 @@ class ImageEncoder(nn.Module):
         except Exception:  # e.g. ViTs, whose forward() does more than chain their children
             fmap = None
         if fmap is None or fmap.dim() != 4:
-            raise UserError(f"model.encoder.name: {name} is not supported as a feature encoder (no convolutional feature map); use a CNN such as resnet50, convnext_tiny or efficientnet_b0")
+            raise UserError(
+                f"model.encoder.name: {name} is not supported as a feature encoder (no convolutional "
+                "feature map); use a CNN such as resnet50, convnext_tiny or efficientnet_b0"
+            )
         self.feature_dim: int = fmap.shape[1]
         self.grid_size: tuple[int, int] = (fmap.shape[2], fmap.shape[3])
 
@@ -170,7 +173,9 @@ class ImageEncoder(nn.Module):
             start = 0
         else:
             wanted = str(trainable_from)
-            matches = [i for i, k in enumerate(keys) if k.replace(":", ".") == wanted or k.split(":")[-1] == wanted]
+            matches = [
+                i for i, k in enumerate(keys) if k.replace(":", ".") == wanted or k.split(":")[-1] == wanted
+            ]
             if not matches:
                 raise UserError(
                     f"model.encoder.trainable_from: no stage {wanted!r} in {self.name} "

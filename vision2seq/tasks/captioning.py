@@ -38,32 +38,56 @@ class CaptionModel(nn.Module):
 def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageEncoder:
     """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint."""
     enc = config.model.encoder
-    return ImageEncoder(enc.name, enc.weights, enc.output, enc.trainable_from, enc.image_size,
-                        load_weights=load_weights)
+    return ImageEncoder(
+        enc.name, enc.weights, enc.output, enc.trainable_from, enc.image_size, load_weights=load_weights
+    )
 
 
-def build_caption_model(config: CaptioningConfig, vocab_size: int, encoder: ImageEncoder | None = None,
-                        load_weights: bool = True) -> CaptionModel:
+def build_caption_model(
+    config: CaptioningConfig, vocab_size: int, encoder: ImageEncoder | None = None, load_weights: bool = True
+) -> CaptionModel:
     """Encoder (built unless given) plus the configured decoder."""
     dec = config.model.decoder
     encoder = encoder or build_encoder(config, load_weights)
-    kwargs: dict[str, Any] = dict(embed_dim=dec.embed_dim, hidden_dim=dec.hidden_dim, num_layers=dec.num_layers,
-                                  dropout=dec.dropout)
+    kwargs: dict[str, Any] = dict(
+        embed_dim=dec.embed_dim, hidden_dim=dec.hidden_dim, num_layers=dec.num_layers, dropout=dec.dropout
+    )
     if dec.kind == "attention":
         kwargs["attention_dim"] = dec.attention_dim
     decoder = build_decoder(dec.kind, encoder.feature_dim, vocab_size, **kwargs)
     return CaptionModel(encoder, decoder)
 
 
-def generate_captions(model: CaptionModel, features: torch.Tensor, vocab: Vocabulary, *, beam_size: int = 3,
-                      max_len: int = 20, length_penalty: float = 0.0, return_attention: bool = False
-                      ) -> Generation:
+def generate_captions(
+    model: CaptionModel,
+    features: torch.Tensor,
+    vocab: Vocabulary,
+    *,
+    beam_size: int = 3,
+    max_len: int = 20,
+    length_penalty: float = 0.0,
+    return_attention: bool = False,
+) -> Generation:
     """Greedy decoding for ``beam_size`` 1, batched beam search otherwise."""
     if beam_size <= 1:
-        return greedy(model.decoder, features, vocab.bos_id, vocab.eos_id, max_len=max_len,
-                      return_attention=return_attention)
-    return beam_search(model.decoder, features, vocab.bos_id, vocab.eos_id, beam_size=beam_size,
-                       max_len=max_len, length_penalty=length_penalty, return_attention=return_attention)
+        return greedy(
+            model.decoder,
+            features,
+            vocab.bos_id,
+            vocab.eos_id,
+            max_len=max_len,
+            return_attention=return_attention,
+        )
+    return beam_search(
+        model.decoder,
+        features,
+        vocab.bos_id,
+        vocab.eos_id,
+        beam_size=beam_size,
+        max_len=max_len,
+        length_penalty=length_penalty,
+        return_attention=return_attention,
+    )
 
 
 class BatchCaptionEvaluator:
@@ -92,8 +116,9 @@ class CaptioningTask:
         captions = batch["captions"]  # (B, L) <bos> ... <eos> <pad>...
         out = model(model.features(batch), captions)
         targets = captions[:, 1:]  # (B, L-1)
-        loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=self.vocab.pad_id)
+        loss = F.cross_entropy(
+            out.logits.reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=self.vocab.pad_id
+        )
         losses = {"loss": loss, "xent": loss.detach()}
         if out.alphas is not None and self.config.model.decoder.alpha_c > 0:
             reg = attention_regularization(out.alphas, targets != self.vocab.pad_id)
@@ -103,11 +128,18 @@ class CaptioningTask:
 
     def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
         gen_cfg = self.config.generation
-        result = generate_captions(model, model.features(batch), self.vocab,
-                                   beam_size=gen_cfg.beam_size if gen_cfg.strategy == "beam" else 1,
-                                   max_len=gen_cfg.max_len, length_penalty=gen_cfg.length_penalty)
-        return {key: detokenize(self.vocab.decode(tokens)) for key, tokens in zip(batch["keys"], result.tokens,
-                                                                                  strict=True)}
+        result = generate_captions(
+            model,
+            model.features(batch),
+            self.vocab,
+            beam_size=gen_cfg.beam_size if gen_cfg.strategy == "beam" else 1,
+            max_len=gen_cfg.max_len,
+            length_penalty=gen_cfg.length_penalty,
+        )
+        return {
+            key: detokenize(self.vocab.decode(tokens))
+            for key, tokens in zip(batch["keys"], result.tokens, strict=True)
+        }
 
     def make_evaluator(self) -> BatchCaptionEvaluator:
         return BatchCaptionEvaluator()
