@@ -28,7 +28,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{result.best_metric:.4f} (epoch {result.best_epoch})" if result.best_metric is not None else "n/a"
     )
     print(
-        f"trained {result.epochs_run} epochs; best {config.train.monitor or 'monitored metric'}: {best}; "
+        f"trained {result.epochs_run} epochs; best {result.monitor}: {best}; "
         f"checkpoints in {result.output_dir}"
     )
     return EXIT_OK

@@ -54,6 +54,7 @@ class TrainingError(UserError):
 
 @dataclass
 class FitResult:
+    monitor: str
     best_metric: float | None
     best_epoch: int | None
     epochs_run: int
@@ -233,7 +234,7 @@ def fit(
     if not (out / "best.pt").exists() and (out / "last.pt").exists():
         # No finite validation score yet (e.g. max_steps hit early): best is the last.
         save_checkpoint(out / "best.pt", load_checkpoint(out / "last.pt"))
-    return FitResult(state["best_metric"], state["best_epoch"], state["epoch"], metrics, out)
+    return FitResult(monitor, state["best_metric"], state["best_epoch"], state["epoch"], metrics, out)
 
 
 @torch.no_grad()

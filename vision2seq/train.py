@@ -23,6 +23,9 @@ def _train_captioning(config: CaptioningConfig, resume: bool, progress: bool) ->
     device = resolve_device(config.train.device)
     encoder = build_encoder(config)
     data = build_caption_data(config, encoder, device)
+    # Building the feature cache may draw from the RNG; re-seed so the decoder's initial weights depend
+    # only on the seed, whether or not the cache already existed.
+    seed_everything(config.seed + 1)
     model = build_caption_model(config, len(data.vocab), encoder=encoder)
     task = CaptioningTask(config, data.vocab)
     return fit(task, model, data.train, data.val, config, resume=resume, progress=progress)
