@@ -101,7 +101,7 @@ def test_ucf101_malformed_lists(ucf: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"trainlist01\.txt:1: label '9' is not in 1\.\.3"):
         parse_ucf101(videos, bad, subset="train")
     (bad / "testlist01.txt").write_text("Fencing/v_Fencing_g01_c01.avi\n")
-    with pytest.raises(UserError, match="class folder 'Fencing' is not in classInd.txt"):
+    with pytest.raises(UserError, match=r"class folder 'Fencing' is not in classInd\.txt"):
         parse_ucf101(videos, bad, subset="test")
     with pytest.raises(UserError, match="split must be 1, 2 or 3"):
         parse_ucf101(videos, bad, split=4)
@@ -239,7 +239,7 @@ def test_dataset_applies_the_per_frame_transform(folders: Path) -> None:
 
     def transform(image) -> torch.Tensor:
         assert image.mode == "RGB" and image.size == (32, 32)
-        return torch.from_numpy(np.asarray(image.resize((16, 8)))).permute(2, 0, 1).float()
+        return torch.from_numpy(np.array(image.resize((16, 8)))).permute(2, 0, 1).float()
 
     frames, _ = VideoClipDataset(clips, num_frames=3, transform=transform)[0]
     assert frames.shape == (3, 3, 8, 16)

@@ -311,3 +311,19 @@ def test_real_clip_decodes_and_sampling_respects_the_decoded_count(name: str) ->
     assert sampled.num_frames == decoded
     assert sampled.indices == sample_segment_indices(decoded, 8)
     assert all(f.shape == (info.height, info.width, 3) for f in sampled.frames)
+
+
+@pytest.mark.skipif(not REAL_CLIPS, reason=f"real clips not found at {REAL_VIDEOS} (shared reference data)")
+@pytest.mark.parametrize("name", ["v_SoccerJuggling_g23_c01.avi", "R6llTwEh07w.mp4"])
+def test_real_clip_sparse_seeking_matches_sequential_decoding(name: str) -> None:
+    path = REAL_VIDEOS / name
+    sparse = read_sampled_frames(path, segments(8), sparse_min_frames=1)
+    sequential = read_sampled_frames(path, segments(8), sparse_min_frames=None)
+    assert sparse.indices == sequential.indices
+    for a, b in zip(sparse.frames, sequential.frames, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_negative_sampled_index_is_refused(clips: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="negative frame indices"):
+        read_sampled_frames(clips["avi"], lambda n: [0, -1])

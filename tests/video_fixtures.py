@@ -69,12 +69,26 @@ def write_video(
 
 
 def moving_square_frames(
-    num_frames: int, height: int, width: int, direction: str = "right", *, square: int | None = None
+    num_frames: int,
+    height: int,
+    width: int,
+    direction: str = "right",
+    *,
+    square: int | None = None,
+    top: int | None = None,
 ) -> np.ndarray:
     """A white square sliding across a black frame, left-to-right or right-to-left.
 
     The two directions contain the same set of frames in opposite order, so a classifier can only
     tell them apart from temporal order.
+
+    Args:
+        num_frames: T.
+        height: H.
+        width: W.
+        direction: ``"right"`` (moves left-to-right) or ``"left"``.
+        square: Side of the square; a third of the smaller frame side by default.
+        top: Row of the square's top edge (vary it for less uniform data); centred by default.
 
     Returns:
         (T, H, W, 3) uint8 frames.
@@ -82,7 +96,7 @@ def moving_square_frames(
     if direction not in ("left", "right"):
         raise ValueError(f"direction must be 'left' or 'right', got {direction!r}")
     side = square or max(2, min(height, width) // 3)
-    top = (height - side) // 2
+    top = (height - side) // 2 if top is None else top
     xs = np.linspace(0, width - side, num_frames).round().astype(int)
     if direction == "left":
         xs = xs[::-1]

@@ -180,6 +180,9 @@ class VideoDataConfig:
     test_clips: int = 1
     """Clips per video at evaluation time; their softmax scores are averaged (video-level accuracy)."""
     cache_features: bool = True
+    """Cache a frozen encoder's per-frame features (memory-mapped) so epochs never decode video."""
+    cache_frames: int = 32
+    """Frames per video in the feature cache, spread evenly; clips are sampled from these."""
     cache_dir: str | None = None
     skip_missing: bool = False
     """Skip listed videos that do not exist instead of stopping with an error."""

@@ -183,7 +183,8 @@ def fit(
         metrics = {"train_loss": loss_sum / max(1, n_batches)}
         validate = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
         if validate:
-            metrics.update(evaluate(task, model, val_loader, device, cfg.amp, progress=progress))
+            scores = evaluate(task, model, val_loader, device, cfg.amp, progress=progress)
+            metrics.update({k: v for k, v in scores.items() if isinstance(v, float)})  # no per-class lists
         state["epoch"] = epoch + 1
         improved = False
         if validate:

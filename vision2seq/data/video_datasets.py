@@ -110,6 +110,7 @@ def _check_missing(
     missing = [s for s in samples if not s.path.exists()]
     if not missing:
         return samples
+    gone = {s.path for s in missing}
     if not skip_missing:
         shown = ", ".join(str(s.path.relative_to(root)) for s in missing[:_MISSING_SHOWN])
         raise UserError(
@@ -119,7 +120,7 @@ def _check_missing(
     logger.warning(
         "%s: skipping %d of %d listed videos missing under %s", listing, len(missing), len(samples), root
     )
-    return [s for s in samples if s.path.exists()]
+    return [s for s in samples if s.path not in gone]
 
 
 def _ucf_group(name: str) -> str | None:

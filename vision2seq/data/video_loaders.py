@@ -1,0 +1,233 @@
+"""Video-classification data for the training loop: dataset layout from the config, the per-frame
+feature cache for a frozen encoder, and the loaders.
+
+With a frozen encoder each video's features are cached for ``data.cache_frames`` frames spread evenly
+over it (the centres of that many segments), as a ``(cache_frames, D)`` row. Training then samples
+``num_frames`` of those rows (TSN segments at random, or a dense run) and evaluation their centres, so
+epochs never decode video or run the CNN; temporal jitter is limited to the cached frame grid.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vision2seq.config import VideoConfig
+from vision2seq.data.caption_datasets import EpochSampler
+from vision2seq.data.features import (
+    FeatureStore,
+    cached_features,
+    default_cache_root,
+    files_fingerprint,
+    module_fingerprint,
+)
+from vision2seq.data.images import collate_good
+from vision2seq.data.sampling import sample_clip_indices, sample_multi_clip_indices
+from vision2seq.data.video import VideoDecodeError
+from vision2seq.data.video_datasets import (
+    VideoClipDataset,
+    VideoList,
+    VideoSample,
+    parse_class_folders,
+    parse_csv,
+    parse_hmdb51,
+    parse_ucf101,
+)
+from vision2seq.errors import UserError
+from vision2seq.models.encoder import ImageEncoder
+
+HELD_OUT = ("val", "test")
+
+
+def detect_format(config: VideoConfig) -> str:
+    """The dataset layout: the configured one, or guessed from ``data.annotations``."""
+    d = config.data
+    if d.format != "auto":
+        return d.format
+    if d.annotations is None:
+        return "folders"
+    ann = Path(d.annotations)
+    if ann.is_file() or ann.suffix.lower() in (".csv", ".txt"):
+        return "csv"
+    if (ann / "classInd.txt").is_file():
+        return "ucf101"
+    if any(ann.glob("*_test_split*.txt")):
+        return "hmdb51"
+    raise UserError(f"{ann}: data.annotations is neither a CSV list nor a folder with UCF101 classInd.txt "
+                    "or HMDB51 *_test_split1.txt files")
+
+
+def load_video_list(config: VideoConfig, subset: str) -> VideoList:
+    """The clips of ``subset`` (``train``, or ``val``/``test`` for the held-out part)."""
+    d = config.data
+    fmt = detect_format(config)
+    held_out = subset in HELD_OUT
+    if fmt == "ucf101":
+        return parse_ucf101(d.videos, d.annotations, d.split, "test" if held_out else "train",
+                            skip_missing=d.skip_missing)
+    if fmt == "hmdb51":
+        return parse_hmdb51(d.videos, d.annotations, d.split, "test" if held_out else "train",
+                            skip_missing=d.skip_missing)
+    if fmt == "folders":
+        return parse_class_folders(d.videos, "val" if held_out else "train", d.val_fraction, config.seed)
+    if d.annotations is None:
+        raise UserError("data.annotations: a CSV list is needed for data.format=csv")
+    full = parse_csv(d.videos, d.annotations, skip_missing=d.skip_missing)
+    if d.val_annotations is not None:
+        if not held_out:
+            return full
+        return parse_csv(d.videos, d.val_annotations, class_names=full.class_names, skip_missing=d.skip_missing)
+    order = list(range(len(full.samples)))
+    random.Random(config.seed).shuffle(order)
+    n_val = round(len(order) * d.val_fraction)
+    chosen = set(order[:n_val]) if held_out else set(order[n_val:])
+    return VideoList([s for i, s in enumerate(full.samples) if i in chosen], full.class_names)
+
+
+class IndexedClips(Dataset):
+    """``(index, frames)`` for the cache builder, or ``(index, error line)`` for an unreadable video."""
+
+    def __init__(self, clips: VideoClipDataset) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
+        try:
+            return index, self.clips.load(index)[0]
+        except VideoDecodeError as exc:
+            return index, str(exc)
+
+
+class CachedClips(Dataset):
+    """Clips as feature rows sampled from the cached frame grid of each video."""
+
+    def __init__(self, store: FeatureStore, samples: list[VideoSample], num_frames: int, mode: str,
+                 train: bool, num_clips: int, seed: int) -> None:
+        self.store, self.num_frames, self.mode = store, num_frames, mode
+        self.train, self.num_clips, self.seed, self.epoch = train, num_clips, seed, 0
+        self.samples = [s for s in samples if str(s.path) not in store.failed]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        grid = self.store[self.store.rows[str(sample.path)]]  # (F, D)
+        n = grid.shape[0]
+        if self.num_clips > 1:
+            clips = sample_multi_clip_indices(n, self.num_clips, self.num_frames, self.mode, 1)
+            features = grid[torch.tensor(clips)]  # (N, T, D)
+        else:
+            rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+            indices = sample_clip_indices(n, self.num_frames, self.mode, 1, random=self.train, rng=rng)
+            features = grid[torch.tensor(indices)]  # (T, D)
+        return {"features": features, "label": sample.label}
+
+
+class DecodedClips(Dataset):
+    """Clips decoded and transformed in the loader workers (fine-tuned encoder, or no cache)."""
+
+    def __init__(self, clips: VideoClipDataset) -> None:
+        self.clips = clips
+
+    def set_epoch(self, epoch: int) -> None:
+        self.clips.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        try:
+            frames, label = self.clips.load(index)
+        except VideoDecodeError as exc:
+            print(exc, file=sys.stderr)  # reported and skipped; the batch goes on without it
+            return None
+        return {"frames": frames, "label": label}
+
+
+def collate_clips(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Stack the clips that decoded; None when none of the batch did."""
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
+    batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "label"}
+    batch["label"] = torch.tensor([it["label"] for it in items])
+    return batch
+
+
+class EpochedSampler(EpochSampler):
+    """``EpochSampler`` that also tells the dataset the epoch (its random frame draws depend on it)."""
+
+    def __init__(self, dataset: Any, seed: int) -> None:
+        super().__init__(len(dataset), seed)
+        self.dataset = dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.dataset.set_epoch(epoch)
+
+
+@dataclass
+class VideoData:
+    class_names: list[str]
+    train: DataLoader
+    val: DataLoader
+
+
+def clip_dataset(config: VideoConfig, encoder: ImageEncoder, videos: VideoList, train: bool,
+                 device: torch.device) -> Dataset:
+    """Cached feature clips for a frozen encoder (building the cache once), else decoded clips."""
+    d = config.data
+    transform = encoder.preprocessing.transform()
+    num_clips = 1 if train else d.test_clips
+    if not (encoder.frozen and d.cache_features):
+        clips = VideoClipDataset(videos, d.num_frames, mode=d.sampling, stride=d.frame_stride, train=train,
+                                 num_clips=num_clips, clip_transform=transform, seed=config.seed)
+        return DecodedClips(clips)
+    grid = VideoClipDataset(videos, max(d.cache_frames, d.num_frames), mode="segment", train=False,
+                            clip_transform=transform)
+    paths = [s.path for s in videos.samples]
+    fingerprint = module_fingerprint(encoder, "video", grid.num_frames, encoder.preprocessing,
+                                     files_fingerprint(paths))
+    root = Path(d.cache_dir) if d.cache_dir else default_cache_root()
+    encoder.to(device).eval()
+
+    def encode(frames: torch.Tensor) -> torch.Tensor:  # (B, F, 3, H, W) -> (B, F, D)
+        features = encoder(frames.flatten(0, 1).to(device))
+        return features.reshape(*frames.shape[:2], -1)
+
+    store = cached_features(root / "video_features", fingerprint, [str(p) for p in paths], IndexedClips(grid),
+                            collate_good, encode, batch_size=max(1, config.train.batch_size // 4),
+                            num_workers=config.train.num_workers)
+    return CachedClips(store, videos.samples, d.num_frames, d.sampling, train, num_clips, config.seed)
+
+
+def make_loader(dataset: Dataset, config: VideoConfig, train: bool, device: torch.device) -> DataLoader:
+    workers = 0 if isinstance(dataset, CachedClips) else config.train.num_workers
+    return DataLoader(dataset, batch_size=config.train.batch_size, num_workers=workers,
+                      sampler=EpochedSampler(dataset, config.seed) if train else None,
+                      collate_fn=collate_clips, pin_memory=device.type == "cuda")
+
+
+def build_video_data(config: VideoConfig, encoder: ImageEncoder, device: torch.device) -> VideoData:
+    """Training and validation loaders plus the class names."""
+    train_list = load_video_list(config, "train")
+    val_list = load_video_list(config, "val")
+    if not train_list.samples:
+        raise UserError(f"{config.data.videos}: no training clips found")
+    train = clip_dataset(config, encoder, train_list, True, device)
+    val = clip_dataset(config, encoder, val_list, False, device)
+    return VideoData(train_list.class_names, make_loader(train, config, True, device),
+                     make_loader(val, config, False, device))
