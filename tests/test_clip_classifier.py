@@ -6,13 +6,20 @@ from vision2seq.models.clip_classifier import ClipClassifier
 
 @pytest.mark.parametrize(
     ("kind", "pooling", "bidirectional", "layers"),
-    [("lstm", "last", False, 1), ("lstm", "mean", False, 2), ("lstm", "attention", False, 1),
-     ("lstm", "last", True, 1), ("lstm", "attention", True, 2), ("mean", "last", False, 1)],
+    [
+        ("lstm", "last", False, 1),
+        ("lstm", "mean", False, 2),
+        ("lstm", "attention", False, 1),
+        ("lstm", "last", True, 1),
+        ("lstm", "attention", True, 2),
+        ("mean", "last", False, 1),
+    ],
 )
 def test_streaming_equals_batch(kind, pooling, bidirectional, layers):
     torch.manual_seed(0)
-    model = ClipClassifier(12, 5, kind=kind, hidden_dim=8, num_layers=layers, bidirectional=bidirectional,
-                           pooling=pooling).eval()
+    model = ClipClassifier(
+        12, 5, kind=kind, hidden_dim=8, num_layers=layers, bidirectional=bidirectional, pooling=pooling
+    ).eval()
     clips = torch.randn(3, 7, 12)  # (B, T, D)
     logits = model(clips)
     assert logits.shape == (3, 5)

@@ -61,6 +61,45 @@ def cmd_caption(args: argparse.Namespace) -> int:
     return EXIT_INPUT if failed else EXIT_OK
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    from vision2seq.classifier import VideoClassifier, find_videos
+
+    classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
+    paths, missing = find_videos(args.paths)
+    for line in missing:
+        print(line, file=sys.stderr)
+    failed = bool(missing)
+    top_k = args.top_k or (5 if args.json else 1)
+    if args.stream:
+        for path in paths:
+            try:
+                for update in classifier.stream_file(path, frame_step=args.frame_step, top_k=top_k):
+                    label, score = update.labels[0]
+                    print(
+                        f"{path}\t{update.time_s:.3f}s\tframe {update.frame}\t{label}\t{score:.4f}",
+                        flush=True,
+                    )
+            except UserError as exc:
+                failed = True
+                print(exc, file=sys.stderr)
+        return EXIT_INPUT if failed else EXIT_OK
+    rows = []
+    for result in classifier.classify(
+        paths, top_k=top_k, batch_size=args.batch_size, num_workers=args.workers
+    ):
+        if result.error:
+            failed = True
+            print(result.error, file=sys.stderr)
+        elif args.json:
+            rows.append({"file": result.file, "labels": [{"label": n, "score": s} for n, s in result.labels]})
+        else:
+            for name, score in result.labels:
+                print(f"{result.file}\t{name}\t{score:.4f}", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return EXIT_INPUT if failed else EXIT_OK
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vision2seq.evaluate import evaluate_checkpoint
 
@@ -71,6 +110,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
     )
+    if "confusion_matrix" in metrics:
+        from vision2seq.viz import save_confusion_matrix
+
+        out = Path(args.checkpoint).parent
+        for saved in save_confusion_matrix(metrics, out / f"confusion_{args.split}"):
+            print(f"wrote {saved}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -114,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "caption"}')
     p.set_defaults(func=cmd_caption)
+
+    p = sub.add_parser("classify", help="classify video files, frame folders, folders of videos, globs")
+    p.add_argument("--checkpoint", required=True, help="a video-classification checkpoint (best.pt)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="videos, frame folders, folders, or globs")
+    p.add_argument("--top-k", type=int, default=None, help="labels per video (default: 1 plain, 5 JSON)")
+    p.add_argument("--stream", action="store_true", help="print the running prediction frame by frame")
+    p.add_argument("--frame-step", type=int, default=1, help="with --stream: feed every N-th frame")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2, help="video-decoding worker processes")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "labels"}')
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split")
     p.add_argument("--checkpoint", required=True)

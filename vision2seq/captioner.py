@@ -136,7 +136,7 @@ class Captioner:
             pin_memory=self.device.type == "cuda",
         )
         show = progress if progress is not None else len(paths) > batch_size
-        bar = tqdm(total=len(paths), unit="img", disable=not show, file=sys.stderr, desc="captioning")
+        bar = tqdm(total=len(paths), unit="img", disable=None if show else True, file=sys.stderr, desc="captioning")
         for indices, images, errors in loader:
             results: dict[int, CaptionResult] = {i: CaptionResult(str(paths[i]), error=e) for i, e in errors}
             if images is not None:

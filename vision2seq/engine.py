@@ -152,6 +152,8 @@ def fit(
             file=sys.stderr,
         )
         for batch in bar:
+            if batch is None:  # every item of the batch was unreadable (each already reported)
+                continue
             batch = move_to(batch, device)
             with autocast(device, cfg.amp):
                 losses = task.training_step(model, batch)
@@ -195,7 +197,10 @@ def fit(
             value = metrics[monitor]
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(value)
-            improved = math.isfinite(value) and (state["best_metric"] is None or value > state["best_metric"])
+            # Ties go to the later (longer-trained) epoch.
+            improved = math.isfinite(value) and (
+                state["best_metric"] is None or value >= state["best_metric"]
+            )
             if improved:
                 state.update(best_metric=value, best_epoch=epoch + 1, bad_epochs=0)
             else:
@@ -255,6 +260,8 @@ def evaluate(
     for batch in tqdm(
         loader, desc="evaluating", unit="batch", leave=False, disable=not progress or None, file=sys.stderr
     ):
+        if batch is None:
+            continue
         batch = move_to(batch, device)
         with autocast(device, amp):
             predictions = task.predict_step(model, batch)

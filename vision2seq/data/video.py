@@ -495,3 +495,33 @@ def probe_video(path: Path | str) -> VideoInfo:
             duration = container.duration / av.time_base
         fps = float(stream.average_rate) if stream.average_rate else None
         return VideoInfo(_frame_count_hint(container, stream), duration, fps, width, height, rotation)
+
+
+def iter_frames(
+    path: Path | str, *, step: int = 1, threads: int = 0
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Stream ``(index, time in seconds, RGB frame)`` for every ``step``-th decoded frame, in order.
+
+    Frames are converted as they are decoded, so memory stays flat however long the video is.
+    Frame folders report ``index / 25`` as their time (they carry no timestamps).
+
+    Raises:
+        VideoDecodeError: the file is missing, empty, not a video, or no frame decodes.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = list_frame_files(path)
+        if not files:
+            raise VideoDecodeError(path, "no frame images in folder")
+        for index in range(0, len(files), step):
+            yield index, index / 25.0, _load_image(files[index])
+        return
+    with _open_video(path, threads) as (container, stream):
+        base = float(stream.time_base) if stream.time_base else None
+        index = -1
+        for index, frame in enumerate(_iter_frames(container, stream)):
+            if index % step == 0:
+                t = frame.pts * base if frame.pts is not None and base else (frame.time or 0.0)
+                yield index, float(t), _to_rgb(frame)
+        if index < 0:
+            raise VideoDecodeError(path, "no decodable frames (truncated?)")

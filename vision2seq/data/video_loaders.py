@@ -60,8 +60,10 @@ def detect_format(config: VideoConfig) -> str:
         return "ucf101"
     if any(ann.glob("*_test_split*.txt")):
         return "hmdb51"
-    raise UserError(f"{ann}: data.annotations is neither a CSV list nor a folder with UCF101 classInd.txt "
-                    "or HMDB51 *_test_split1.txt files")
+    raise UserError(
+        f"{ann}: data.annotations is neither a CSV list nor a folder with UCF101 classInd.txt "
+        "or HMDB51 *_test_split1.txt files"
+    )
 
 
 def load_video_list(config: VideoConfig, subset: str) -> VideoList:
@@ -70,11 +72,13 @@ def load_video_list(config: VideoConfig, subset: str) -> VideoList:
     fmt = detect_format(config)
     held_out = subset in HELD_OUT
     if fmt == "ucf101":
-        return parse_ucf101(d.videos, d.annotations, d.split, "test" if held_out else "train",
-                            skip_missing=d.skip_missing)
+        return parse_ucf101(
+            d.videos, d.annotations, d.split, "test" if held_out else "train", skip_missing=d.skip_missing
+        )
     if fmt == "hmdb51":
-        return parse_hmdb51(d.videos, d.annotations, d.split, "test" if held_out else "train",
-                            skip_missing=d.skip_missing)
+        return parse_hmdb51(
+            d.videos, d.annotations, d.split, "test" if held_out else "train", skip_missing=d.skip_missing
+        )
     if fmt == "folders":
         return parse_class_folders(d.videos, "val" if held_out else "train", d.val_fraction, config.seed)
     if d.annotations is None:
@@ -83,7 +87,9 @@ def load_video_list(config: VideoConfig, subset: str) -> VideoList:
     if d.val_annotations is not None:
         if not held_out:
             return full
-        return parse_csv(d.videos, d.val_annotations, class_names=full.class_names, skip_missing=d.skip_missing)
+        return parse_csv(
+            d.videos, d.val_annotations, class_names=full.class_names, skip_missing=d.skip_missing
+        )
     order = list(range(len(full.samples)))
     random.Random(config.seed).shuffle(order)
     n_val = round(len(order) * d.val_fraction)
@@ -110,8 +116,16 @@ class IndexedClips(Dataset):
 class CachedClips(Dataset):
     """Clips as feature rows sampled from the cached frame grid of each video."""
 
-    def __init__(self, store: FeatureStore, samples: list[VideoSample], num_frames: int, mode: str,
-                 train: bool, num_clips: int, seed: int) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        samples: list[VideoSample],
+        num_frames: int,
+        mode: str,
+        train: bool,
+        num_clips: int,
+        seed: int,
+    ) -> None:
         self.store, self.num_frames, self.mode = store, num_frames, mode
         self.train, self.num_clips, self.seed, self.epoch = train, num_clips, seed, 0
         self.samples = [s for s in samples if str(s.path) not in store.failed]
@@ -186,21 +200,32 @@ class VideoData:
     val: DataLoader
 
 
-def clip_dataset(config: VideoConfig, encoder: ImageEncoder, videos: VideoList, train: bool,
-                 device: torch.device) -> Dataset:
+def clip_dataset(
+    config: VideoConfig, encoder: ImageEncoder, videos: VideoList, train: bool, device: torch.device
+) -> Dataset:
     """Cached feature clips for a frozen encoder (building the cache once), else decoded clips."""
     d = config.data
     transform = encoder.preprocessing.transform()
     num_clips = 1 if train else d.test_clips
     if not (encoder.frozen and d.cache_features):
-        clips = VideoClipDataset(videos, d.num_frames, mode=d.sampling, stride=d.frame_stride, train=train,
-                                 num_clips=num_clips, clip_transform=transform, seed=config.seed)
+        clips = VideoClipDataset(
+            videos,
+            d.num_frames,
+            mode=d.sampling,
+            stride=d.frame_stride,
+            train=train,
+            num_clips=num_clips,
+            clip_transform=transform,
+            seed=config.seed,
+        )
         return DecodedClips(clips)
-    grid = VideoClipDataset(videos, max(d.cache_frames, d.num_frames), mode="segment", train=False,
-                            clip_transform=transform)
+    grid = VideoClipDataset(
+        videos, max(d.cache_frames, d.num_frames), mode="segment", train=False, clip_transform=transform
+    )
     paths = [s.path for s in videos.samples]
-    fingerprint = module_fingerprint(encoder, "video", grid.num_frames, encoder.preprocessing,
-                                     files_fingerprint(paths))
+    fingerprint = module_fingerprint(
+        encoder, "video", grid.num_frames, encoder.preprocessing, files_fingerprint(paths)
+    )
     root = Path(d.cache_dir) if d.cache_dir else default_cache_root()
     encoder.to(device).eval()
 
@@ -208,17 +233,29 @@ def clip_dataset(config: VideoConfig, encoder: ImageEncoder, videos: VideoList, 
         features = encoder(frames.flatten(0, 1).to(device))
         return features.reshape(*frames.shape[:2], -1)
 
-    store = cached_features(root / "video_features", fingerprint, [str(p) for p in paths], IndexedClips(grid),
-                            collate_good, encode, batch_size=max(1, config.train.batch_size // 4),
-                            num_workers=config.train.num_workers)
+    store = cached_features(
+        root / "video_features",
+        fingerprint,
+        [str(p) for p in paths],
+        IndexedClips(grid),
+        collate_good,
+        encode,
+        batch_size=max(1, config.train.batch_size // 4),
+        num_workers=config.train.num_workers,
+    )
     return CachedClips(store, videos.samples, d.num_frames, d.sampling, train, num_clips, config.seed)
 
 
 def make_loader(dataset: Dataset, config: VideoConfig, train: bool, device: torch.device) -> DataLoader:
     workers = 0 if isinstance(dataset, CachedClips) else config.train.num_workers
-    return DataLoader(dataset, batch_size=config.train.batch_size, num_workers=workers,
-                      sampler=EpochedSampler(dataset, config.seed) if train else None,
-                      collate_fn=collate_clips, pin_memory=device.type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_size=config.train.batch_size,
+        num_workers=workers,
+        sampler=EpochedSampler(dataset, config.seed) if train else None,
+        collate_fn=collate_clips,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def build_video_data(config: VideoConfig, encoder: ImageEncoder, device: torch.device) -> VideoData:
@@ -229,5 +266,8 @@ def build_video_data(config: VideoConfig, encoder: ImageEncoder, device: torch.d
         raise UserError(f"{config.data.videos}: no training clips found")
     train = clip_dataset(config, encoder, train_list, True, device)
     val = clip_dataset(config, encoder, val_list, False, device)
-    return VideoData(train_list.class_names, make_loader(train, config, True, device),
-                     make_loader(val, config, False, device))
+    return VideoData(
+        train_list.class_names,
+        make_loader(train, config, True, device),
+        make_loader(val, config, False, device),
+    )

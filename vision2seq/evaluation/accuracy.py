@@ -159,15 +159,24 @@ class ClassificationEvaluator:
         return results
 
     def save_confusion_csv(self, path: str | Path) -> None:
-        """Write the confusion matrix as CSV: a header of predicted class names, one row per true class.
+        """Write the confusion matrix as CSV (see `write_confusion_csv`)."""
+        write_confusion_csv(path, self.class_names, self._confusion.tolist())
 
-        Args:
-            path: The CSV file to write; its parent directory is created if needed.
-        """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["true\\predicted", *self.class_names])
-            for name, row in zip(self.class_names, self._confusion.tolist(), strict=True):
-                writer.writerow([name, *row])
+
+def write_confusion_csv(
+    path: str | Path, class_names: Sequence[str], matrix: Sequence[Sequence[int]]
+) -> None:
+    """Write a confusion matrix as CSV: a header of predicted class names, one row per true class.
+
+    Args:
+        path: The CSV file to write; its parent directory is created if needed.
+        class_names: Names of the classes, in matrix order.
+        matrix: Rows are true classes, columns predicted ones.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true\\predicted", *class_names])
+        for name, row in zip(class_names, matrix, strict=True):
+            writer.writerow([name, *row])

@@ -45,9 +45,17 @@ class ClipClassifier(nn.Module):
         pooling: ``last`` (final state), ``mean`` (over time) or ``attention`` (learned weights).
     """
 
-    def __init__(self, feature_dim: int, num_classes: int, kind: str = "lstm", hidden_dim: int = 512,
-                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.5,
-                 pooling: str = "last") -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        num_classes: int,
+        kind: str = "lstm",
+        hidden_dim: int = 512,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.5,
+        pooling: str = "last",
+    ) -> None:
         super().__init__()
         if kind not in ("lstm", "mean"):
             raise ValueError(f"kind must be 'lstm' or 'mean', got {kind!r}")
@@ -57,11 +65,19 @@ class ClipClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         out_dim = feature_dim
         if kind == "lstm":
-            self.lstm = nn.LSTM(feature_dim, hidden_dim, num_layers=num_layers, batch_first=True,
-                                bidirectional=self.bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+            self.lstm = nn.LSTM(
+                feature_dim,
+                hidden_dim,
+                num_layers=num_layers,
+                batch_first=True,
+                bidirectional=self.bidirectional,
+                dropout=dropout if num_layers > 1 else 0.0,
+            )
             out_dim = hidden_dim * (2 if self.bidirectional else 1)
             if pooling == "attention":
-                self.attention = nn.Sequential(nn.Linear(out_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1))
+                self.attention = nn.Sequential(
+                    nn.Linear(out_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1)
+                )
         self.classifier = nn.Linear(out_dim, num_classes)
 
     def forward(self, features: Tensor) -> Tensor:

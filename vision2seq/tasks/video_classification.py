@@ -47,17 +47,26 @@ class VideoModel(nn.Module):
 def build_video_encoder(config: VideoConfig, load_weights: bool = True) -> ImageEncoder:
     enc = config.model.encoder
     # A clip classifier consumes one vector per frame, so the encoder output is always pooled.
-    return ImageEncoder(enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size,
-                        load_weights=load_weights)
+    return ImageEncoder(
+        enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size, load_weights=load_weights
+    )
 
 
-def build_video_model(config: VideoConfig, num_classes: int, encoder: ImageEncoder | None = None,
-                      load_weights: bool = True) -> VideoModel:
+def build_video_model(
+    config: VideoConfig, num_classes: int, encoder: ImageEncoder | None = None, load_weights: bool = True
+) -> VideoModel:
     t = config.model.temporal
     encoder = encoder or build_video_encoder(config, load_weights)
-    classifier = ClipClassifier(encoder.feature_dim, num_classes, kind=t.kind, hidden_dim=t.hidden_dim,
-                                num_layers=t.num_layers, bidirectional=t.bidirectional, dropout=t.dropout,
-                                pooling=t.pooling)
+    classifier = ClipClassifier(
+        encoder.feature_dim,
+        num_classes,
+        kind=t.kind,
+        hidden_dim=t.hidden_dim,
+        num_layers=t.num_layers,
+        bidirectional=t.bidirectional,
+        dropout=t.dropout,
+        pooling=t.pooling,
+    )
     return VideoModel(encoder, classifier)
 
 

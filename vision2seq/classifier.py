@@ -1,0 +1,225 @@
+"""Video classification from Python: ``VideoClassifier.from_checkpoint(path).classify(paths)``, and
+frame-by-frame streaming with ``classifier.stream()``.
+
+A checkpoint carries everything needed (weights, config, class names); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vision2seq.checkpoint import load_checkpoint
+from vision2seq.config import VideoConfig, apply_override, config_from_dict, config_to_dict
+from vision2seq.data.images import collate_good
+from vision2seq.data.video import VIDEO_SUFFIXES, iter_frames
+from vision2seq.data.video_datasets import VideoClipDataset, VideoSample
+from vision2seq.data.video_loaders import IndexedClips
+from vision2seq.engine import resolve_device
+from vision2seq.tasks.video_classification import VideoClassificationTask, VideoModel, build_video_model
+
+
+@dataclass
+class VideoPrediction:
+    """Top labels of one video (best first), or the one-line reason it could not be classified."""
+
+    file: str
+    labels: list[tuple[str, float]]
+    error: str | None = None
+
+
+@dataclass
+class StreamUpdate:
+    """The running prediction after one more frame of a stream."""
+
+    frame: int
+    time_s: float
+    labels: list[tuple[str, float]]
+    probs: torch.Tensor
+
+
+class VideoStream:
+    """Feed frames one at a time (or in chunks); get class probabilities after every frame.
+
+    The LSTM state is kept between calls; ``reset()`` starts a new stream. After the last frame the
+    probabilities equal ``classify_frames`` on the same frames.
+    """
+
+    def __init__(self, classifier: VideoClassifier) -> None:
+        self.classifier = classifier
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.classifier.model.classifier.init_stream()
+
+    @torch.no_grad()
+    def push(self, frames: Image.Image | np.ndarray | Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+        """Add one frame (PIL image or HxWx3 uint8 array) or a list of frames; return ``(C,)`` probabilities."""
+        batch = self.classifier.preprocess(frames if isinstance(frames, list | tuple) else [frames])
+        features = self.classifier.model.encode_frames(batch.unsqueeze(0))  # (1, t, D)
+        logits, self.state = self.classifier.model.classifier.stream_step(features, self.state)
+        return logits[0].float().softmax(dim=-1).cpu()
+
+
+class VideoClassifier:
+    """A trained clip classifier ready to classify video files or frame folders."""
+
+    def __init__(
+        self,
+        model: VideoModel,
+        class_names: list[str],
+        config: VideoConfig,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.class_names, self.config = class_names, config
+        self.transform = model.encoder.preprocessing.transform()
+        self.task = VideoClassificationTask(config, class_names)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> VideoClassifier:
+        """Load a video-classification checkpoint safely; ``device``: auto/cpu/cuda."""
+        return cls.from_payload(load_checkpoint(path, task="video_classification"), str(path), device)
+
+    @classmethod
+    def from_payload(cls, ckpt: dict, source: str, device: str = "auto") -> VideoClassifier:
+        config = config_from_dict(ckpt["config"], source=source)
+        names = list(ckpt["extras"]["labels"])
+        model = build_video_model(config, len(names), load_weights=False)
+        model.load_state_dict(ckpt["model"])
+        return cls(model, names, config, resolve_device(device))
+
+    def with_overrides(self, overrides: Sequence[str]) -> VideoConfig:
+        raw = config_to_dict(self.config)
+        for item in overrides:
+            apply_override(raw, item)
+        return config_from_dict(raw, source="checkpoint config")  # type: ignore[return-value]
+
+    def preprocess(self, frames: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+        """Frames -> ``(T, 3, H, W)`` normalised tensor on the model's device."""
+        arrays = [np.asarray(f.convert("RGB")) if isinstance(f, Image.Image) else f for f in frames]
+        return torch.stack([self.transform(Image.fromarray(a)) for a in arrays]).to(self.device)
+
+    def top_labels(self, probs: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+        scores, indices = probs.topk(min(k, probs.numel()))
+        return [
+            (self.class_names[i], float(s)) for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
+        ]
+
+    @torch.no_grad()
+    def classify_frames(self, frames: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+        """``(C,)`` probabilities of one clip made of exactly these frames."""
+        features = self.model.encode_frames(self.preprocess(frames).unsqueeze(0))
+        return self.model(features)[0].float().softmax(dim=-1).cpu()
+
+    @torch.no_grad()
+    def classify(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        top_k: int = 5,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        progress: bool | None = None,
+    ) -> list[VideoPrediction]:
+        """Classify video files / frame folders with the checkpoint's sampling (and test-time clips).
+
+        Unreadable videos come back with ``error`` set (one line naming the file and the reason).
+        """
+        d = self.config.data
+        paths = [Path(p) for p in paths]
+        clips = VideoClipDataset(
+            [VideoSample(p, -1) for p in paths],
+            d.num_frames,
+            mode=d.sampling,
+            stride=d.frame_stride,
+            num_clips=d.test_clips,
+            clip_transform=self.transform,
+        )
+        loader = DataLoader(
+            IndexedClips(clips),
+            batch_size=batch_size,
+            collate_fn=collate_good,
+            num_workers=min(num_workers, len(paths) // max(1, batch_size)),
+        )
+        results: dict[int, VideoPrediction] = {}
+        show = progress if progress is not None else len(paths) > batch_size
+        with tqdm(total=len(paths), unit="video", disable=None if show else True, file=sys.stderr) as bar:
+            for indices, frames, errors in loader:
+                for i, message in errors:
+                    results[i] = VideoPrediction(str(paths[i]), [], message)
+                if frames is not None:
+                    probs = self.task.predict_step(self.model, {"frames": frames.to(self.device)})[
+                        "video_probs"
+                    ]
+                    for i, p in zip(indices.tolist(), probs.cpu(), strict=True):
+                        results[i] = VideoPrediction(str(paths[i]), self.top_labels(p, top_k))
+                bar.update(len(indices) + len(errors))
+        return [results[i] for i in range(len(paths))]
+
+    def stream(self) -> VideoStream:
+        return VideoStream(self)
+
+    def stream_file(self, path: str | Path, *, frame_step: int = 1, top_k: int = 5) -> Iterator[StreamUpdate]:
+        """Decode ``path`` frame by frame and yield the running prediction after each fed frame."""
+        stream = self.stream()
+        for index, time_s, frame in iter_frames(path, step=frame_step):
+            probs = stream.push(frame)
+            yield StreamUpdate(index, time_s, self.top_labels(probs, top_k), probs)
+
+
+def find_videos(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Expand files, folders of videos (or of frame folders) and glob patterns into video paths."""
+    found: list[Path] = []
+    errors: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if any(ch in item for ch in "*?[") and not path.exists():
+            parent = Path(path.anchor or ".")
+            matches = sorted(parent.glob(str(path.relative_to(parent)) if path.is_absolute() else item))
+            if not matches:
+                errors.append(f"{item}: pattern matched no files")
+            found.extend(matches)
+        elif path.is_dir() and not _is_frame_folder(path):
+            videos = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if not videos:
+                errors.append(f"{path}: folder contains no video files")
+            found.extend(videos)
+        else:
+            found.append(path)  # a file (or frame folder); problems are reported when it is decoded
+    return found, errors
+
+
+def _is_frame_folder(path: Path) -> bool:
+    return any(p.suffix.lower() in (".jpg", ".jpeg", ".png") for p in path.iterdir() if p.is_file())
+
+
+def evaluate_video_checkpoint(
+    ckpt: dict,
+    source: str,
+    split: str = "test",
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of a video checkpoint on the held-out split of its dataset (see ``vision2seq evaluate``)."""
+    from vision2seq.data.video_loaders import clip_dataset, load_video_list, make_loader
+    from vision2seq.engine import evaluate
+
+    classifier = VideoClassifier.from_payload(ckpt, source, device)
+    config = classifier.with_overrides(overrides)
+    videos = load_video_list(config, split)
+    dataset = clip_dataset(config, classifier.model.encoder, videos, False, classifier.device)
+    loader = make_loader(dataset, config, False, classifier.device)
+    task = VideoClassificationTask(config, classifier.class_names)
+    return evaluate(task, classifier.model, loader, classifier.device, progress=progress)
