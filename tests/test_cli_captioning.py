@@ -58,7 +58,7 @@ def test_train_writes_checkpoints_and_resume_matches_an_uninterrupted_run(traine
 
 
 def test_training_into_a_used_output_dir_needs_resume(trained, capsys):
-    root, config = trained
+    _, config = trained
     assert main(["train", str(config), "--quiet"]) == 1
     assert "pass --resume" in capsys.readouterr().err
 

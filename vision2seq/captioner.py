@@ -136,7 +136,9 @@ class Captioner:
             pin_memory=self.device.type == "cuda",
         )
         show = progress if progress is not None else len(paths) > batch_size
-        bar = tqdm(total=len(paths), unit="img", disable=None if show else True, file=sys.stderr, desc="captioning")
+        bar = tqdm(
+            total=len(paths), unit="img", desc="captioning", disable=None if show else True, file=sys.stderr
+        )
         for indices, images, errors in loader:
             results: dict[int, CaptionResult] = {i: CaptionResult(str(paths[i]), error=e) for i, e in errors}
             if images is not None:

@@ -63,7 +63,7 @@ class VideoStream:
 
     @torch.no_grad()
     def push(self, frames: Image.Image | np.ndarray | Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
-        """Add one frame (PIL image or HxWx3 uint8 array) or a list of frames; return ``(C,)`` probabilities."""
+        """Add one frame (PIL image or HxWx3 uint8 array) or a list of them; return ``(C,)`` probabilities."""
         batch = self.classifier.preprocess(frames if isinstance(frames, list | tuple) else [frames])
         features = self.classifier.model.encode_frames(batch.unsqueeze(0))  # (1, t, D)
         logits, self.state = self.classifier.model.classifier.stream_step(features, self.state)
