@@ -1,10 +1,13 @@
 """Why the toolkit uses an LSTM: classes that differ only in the ORDER of their frames (a square moving
-left vs right) are learnt by the LSTM classifier, while the mean-pool baseline stays at chance."""
+left vs right) are learnt by the LSTM classifier, while the mean-pool baseline stays at chance.
+
+The clips are folders of lossless PNG frames (extracted-frames datasets), so a right-moving clip and its
+left-moving twin hold exactly the same frames."""
 
 import random
 
 import pytest
-from video_fixtures import moving_square_frames, write_video
+from video_fixtures import moving_square_frames, write_frame_folder
 
 from vision2seq.config import load_config
 from vision2seq.train import train
@@ -14,23 +17,38 @@ from vision2seq.train import train
 def motion_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("motion")
     rng = random.Random(0)
+    shapes = [(rng.choice([8, 10, 12]), rng.randint(2, 20)) for _ in range(24)]  # (side, top) per clip
     for direction, name in (("right", "MovingRight"), ("left", "MovingLeft")):
-        for group in range(1, 9):
-            for clip in (1, 2):
-                frames = moving_square_frames(8, 32, 32, direction, square=rng.choice([8, 10, 12]),
-                                              top=rng.randint(2, 20))
-                write_video(root / name / f"v_{name}_g{group:02d}_c{clip:02d}.avi", frames)
+        for n, (square, top) in enumerate(shapes):
+            frames = moving_square_frames(8, 32, 32, direction, square=square, top=top)
+            clip = root / name / f"v_{name}_g{n // 2 + 1:02d}_c{n % 2 + 1:02d}"  # UCF-style groups of two
+            write_frame_folder(clip, frames, "img_{:05d}.png")
     return root
 
 
 def run(root, tmp_path, kind):
-    config = load_config(None, [
-        "task=video_classification", f"output_dir={tmp_path / kind}", f"data.videos={root}",
-        "data.num_frames=8", "data.cache_frames=8", f"data.cache_dir={tmp_path / 'cache'}", "data.val_fraction=0.25",
-        "model.encoder.name=resnet18", "model.encoder.weights=null", "model.encoder.image_size=32",
-        f"model.temporal.kind={kind}", "model.temporal.hidden_dim=32", "model.temporal.dropout=0.0",
-        "train.epochs=25", "train.batch_size=8", "train.lr=0.01", "train.num_workers=0",
-    ])
+    config = load_config(
+        None,
+        [
+            "task=video_classification",
+            f"output_dir={tmp_path / kind}",
+            f"data.videos={root}",
+            "data.num_frames=8",
+            "data.cache_frames=8",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.val_fraction=0.25",
+            "model.encoder.name=resnet18",
+            "model.encoder.weights=null",
+            "model.encoder.image_size=32",
+            f"model.temporal.kind={kind}",
+            "model.temporal.hidden_dim=32",
+            "model.temporal.dropout=0.0",
+            "train.epochs=25",
+            "train.batch_size=8",
+            "train.lr=0.01",
+            "train.num_workers=0",
+        ],
+    )
     return train(config, progress=False)
 
 
