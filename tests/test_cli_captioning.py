@@ -85,8 +85,17 @@ def test_caption_folder_with_corrupt_files(trained, tmp_path, capsys):
     assert any("truncated.png" in e and "truncated" in e for e in errors)
     assert any("empty.jpg" in e and "empty file" in e for e in errors)
 
-    code = main(["caption", "--checkpoint", str(root / "run" / "best.pt"), "--json", "--beam-size", "1",
-                 str(tmp_path / "*.png")])
+    code = main(
+        [
+            "caption",
+            "--checkpoint",
+            str(root / "run" / "best.pt"),
+            "--json",
+            "--beam-size",
+            "1",
+            str(tmp_path / "*.png"),
+        ]
+    )
     out, _ = capsys.readouterr()
     payload = json.loads(out)
     assert code == 1  # truncated.png matches the glob too
@@ -109,8 +118,9 @@ def test_reloaded_checkpoint_gives_identical_captions(trained, tmp_path):
     first = Captioner.from_checkpoint(root / "run" / "best.pt", device="cpu")
     captions = first.caption(images)
     copy = tmp_path / "copy.pt"
-    save_checkpoint(copy, {k: v for k, v in load_checkpoint(root / "run" / "best.pt").items()
-                           if k != "format_version"})
+    save_checkpoint(
+        copy, {k: v for k, v in load_checkpoint(root / "run" / "best.pt").items() if k != "format_version"}
+    )
     assert Captioner.from_checkpoint(copy, device="cpu").caption(images) == captions
     assert first.caption(images, beam_size=1) == first.caption(images, beam_size=1)
 

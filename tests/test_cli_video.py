@@ -32,10 +32,13 @@ train: {{epochs: 8, batch_size: 8, lr: 0.01, num_workers: 0}}
 @pytest.fixture(scope="module")
 def ucf(tmp_path_factory):
     root = tmp_path_factory.mktemp("ucf")
-    videos, annotations = make_ucf101_layout(root / "data", groups=5, clips_per_group=2, test_groups=(1, 2),
-                                             num_frames=8, size=(32, 32))
+    videos, annotations = make_ucf101_layout(
+        root / "data", groups=5, clips_per_group=2, test_groups=(1, 2), num_frames=8, size=(32, 32)
+    )
     config = root / "video.yaml"
-    config.write_text(CONFIG.format(out=root / "run", videos=videos, annotations=annotations, cache=root / "cache"))
+    config.write_text(
+        CONFIG.format(out=root / "run", videos=videos, annotations=annotations, cache=root / "cache")
+    )
     assert main(["train", str(config), "--quiet"]) == 0
     return root, videos, root / "run" / "best.pt"
 
@@ -60,13 +63,15 @@ def test_classify_reports_corrupt_clip_and_classifies_the_rest(ucf, tmp_path, ca
     make_truncated(good[0], tmp_path / "broken.avi", keep_fraction=0.02)
     (tmp_path / "notes.mp4").write_text("not a video")
     capsys.readouterr()
-    code = main(["classify", "--checkpoint", str(best), str(tmp_path), "--json", "--workers", "0", "--top-k", "2"])
+    code = main(
+        ["classify", "--checkpoint", str(best), str(tmp_path), "--json", "--workers", "0", "--top-k", "2"]
+    )
     out, err = capsys.readouterr()
     assert code == 1
     rows = json.loads(out)
     assert sorted(Path(r["file"]).name for r in rows) == sorted(c.name for c in good)
     for row in rows:
-        assert [label["label"] for label in row["labels"]][0] == Path(row["file"]).name.split("_")[1]
+        assert row["labels"][0]["label"] == Path(row["file"]).name.split("_")[1]
         scores = [label["score"] for label in row["labels"]]
         assert scores == sorted(scores, reverse=True) and len(scores) == 2
     lines = err.strip().splitlines()
@@ -94,20 +99,26 @@ def test_stream_cli_and_streaming_equals_batch(ucf, capsys):
         probs = stream.push(frame)
     torch.testing.assert_close(probs, classifier.classify_frames(frames), rtol=1e-5, atol=1e-6)
     stream.reset()
-    torch.testing.assert_close(stream.push(frames[0]), classifier.classify_frames(frames[:1]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        stream.push(frames[0]), classifier.classify_frames(frames[:1]), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_wrong_checkpoint_kind_is_refused(ucf, tmp_path, capsys):
-    _, videos, best = ucf
+    _, _, best = ucf
     capsys.readouterr()
     assert main(["caption", "--checkpoint", str(best), str(tmp_path)]) == 1
-    assert "'video_classification' checkpoint, but a 'captioning' checkpoint is needed" in capsys.readouterr().err
+    assert (
+        "'video_classification' checkpoint, but a 'captioning' checkpoint is needed"
+        in capsys.readouterr().err
+    )
 
 
 def test_hmdb51_layout_is_read_from_config(tmp_path):
     videos, annotations = make_hmdb51_layout(tmp_path, num_frames=4, size=(32, 32))
-    config = load_config(None, ["task=video_classification", f"data.videos={videos}",
-                                f"data.annotations={annotations}"])
+    config = load_config(
+        None, ["task=video_classification", f"data.videos={videos}", f"data.annotations={annotations}"]
+    )
     train, test = load_video_list(config, "train"), load_video_list(config, "test")
     assert train.class_names == test.class_names and train.samples and test.samples
     assert not {s.path for s in train.samples} & {s.path for s in test.samples}
