@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +126,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_score_captions(args: argparse.Namespace) -> int:
+    from vision2seq.evaluation.coco_files import score_caption_files
+
+    scores = score_caption_files(args.predictions, args.references, args.split, per_image=args.per_image)
+    if args.json:
+        print(json.dumps(scores, indent=2))
+        return EXIT_OK
+    for key, value in scores.items():
+        if key != "per_image":
+            print(f"{key}\t{value:.4f}")
+    for image, row in scores.get("per_image", {}).items():
+        print(f"{image}\t" + "\t".join(f"{k}={v:.4f}" for k, v in row.items()))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from vision2seq.demo import run_demo
 
@@ -181,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("score-captions", help="score a COCO results file against reference captions")
+    p.add_argument("--predictions", required=True, help='COCO results JSON: [{"image_id", "caption"}, ...]')
+    p.add_argument("--references", required=True, help="COCO captions annotations or a Karpathy split JSON")
+    p.add_argument("--split", default="test", help="Karpathy references only: the split to use")
+    p.add_argument("--per-image", action="store_true", help="also print every image's scores")
+    p.add_argument("--json", action="store_true", help="print the scores as a JSON object")
+    p.set_defaults(func=cmd_score_captions)
+
     p = sub.add_parser("demo", help="generate a small dataset, train a captioner on it, show captions")
     p.add_argument("--output-dir", default="demo_run", help="where data and checkpoints go")
     p.add_argument("overrides", **overrides)
@@ -203,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vision2seq {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `vision2seq caption ... | head`: the reader has gone, so stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -260,3 +260,30 @@ def align_references(
             f"{references_path} (e.g. image_id {_listed(missing)})"
         )
     return aligned
+
+
+def score_caption_files(
+    predictions: str | Path, references: str | Path, split: str = "test", per_image: bool = False
+) -> dict:
+    """Score a COCO results file against COCO annotations or one split of a Karpathy JSON file.
+
+    Args:
+        predictions: COCO results JSON (a list of ``{"image_id", "caption"}``).
+        references: COCO captions annotations, or a Karpathy split file (then ``split`` is used).
+        split: The Karpathy split holding the references.
+        per_image: Also return the scores of every image under ``per_image``.
+
+    Returns:
+        ``bleu_1`` .. ``bleu_4``, ``cider``, ``rouge_l`` (and ``per_image``).
+    """
+    from vision2seq.evaluation.captions import score_captions
+
+    results = load_coco_results(predictions)
+    data = _read_json(references)
+    if isinstance(data, dict) and "annotations" in data:
+        refs = load_coco_references(references)
+    else:
+        refs = load_karpathy_references(references, split)
+    return score_captions(
+        results, align_references(results, refs, predictions, references), per_image=per_image
+    )
