@@ -120,7 +120,7 @@ class VideoClassifier:
     def classify_frames(self, frames: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
         """``(C,)`` probabilities of one clip made of exactly these frames."""
         features = self.model.encode_frames(self.preprocess(frames).unsqueeze(0))
-        return self.model(features)[0].float().softmax(dim=-1).cpu()
+        return self.model.logits(features)[0].float().softmax(dim=-1).cpu()
 
     @torch.no_grad()
     def classify(
@@ -213,13 +213,13 @@ def evaluate_video_checkpoint(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Metrics of a video checkpoint on the held-out split of its dataset (see ``vision2seq evaluate``)."""
-    from vision2seq.data.video_loaders import clip_dataset, load_video_list, make_loader
+    from vision2seq.data.video_loaders import clip_datasets, load_video_list, make_loader
     from vision2seq.engine import evaluate
 
     classifier = VideoClassifier.from_payload(ckpt, source, device)
     config = classifier.with_overrides(overrides)
     videos = load_video_list(config, split)
-    dataset = clip_dataset(config, classifier.model.encoder, videos, False, classifier.device)
+    [dataset] = clip_datasets(config, classifier.model.encoder, [(videos, False)], classifier.device)
     loader = make_loader(dataset, config, False, classifier.device)
     task = VideoClassificationTask(config, classifier.class_names)
     return evaluate(task, classifier.model, loader, classifier.device, progress=progress)

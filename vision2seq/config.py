@@ -77,6 +77,10 @@ class TrainConfig:
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     resume: bool = False
     """Resume from ``output_dir/last.pt`` (same as ``vision2seq train --resume``)."""
+    skip_nonfinite: bool = False
+    """Skip a batch whose loss is NaN/inf (reported on stderr) instead of stopping the run."""
+    checkpoint_every: int = 0
+    """Also write ``last.pt`` every this many optimiser steps (resume mid-epoch); 0: at epoch ends only."""
     max_steps: int | None = None
     """Stop after this many optimiser steps in total (for smoke tests); null runs all epochs."""
 

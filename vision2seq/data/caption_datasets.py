@@ -4,13 +4,13 @@ one item per image with its references for evaluation."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from vision2seq.config import CaptioningConfig
 from vision2seq.data.captions import CaptionedImage, check_images_exist, load_caption_dataset, select_split
@@ -22,25 +22,10 @@ from vision2seq.data.features import (
     module_fingerprint,
 )
 from vision2seq.data.images import ImageFiles, ImageReadError, collate_good, load_image
+from vision2seq.data.samplers import EpochSampler, ShardSampler
 from vision2seq.data.vocab import Vocabulary
+from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.models.encoder import ImageEncoder
-
-
-class EpochSampler(Sampler[int]):
-    """A random permutation that depends only on (seed, epoch): a resumed run sees the same order."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g).tolist())
 
 
 class ImageSource:
@@ -125,20 +110,29 @@ def prepare_records(config: CaptioningConfig, split: str | list[str]) -> list[Ca
     return check_images_exist(chosen, d.annotations, d.skip_missing)
 
 
-def image_source(
-    config: CaptioningConfig, encoder: ImageEncoder, records: list[CaptionedImage], device: torch.device
-) -> tuple[ImageSource, list[CaptionedImage]]:
-    """Use the feature cache for a frozen encoder (building it once); drop images that failed to decode."""
+def image_sources(
+    config: CaptioningConfig,
+    encoder: ImageEncoder,
+    splits: list[list[CaptionedImage]],
+    device: torch.device,
+    dist: DistContext = SINGLE,
+) -> list[tuple[ImageSource, list[CaptionedImage]]]:
+    """An input source per list of records, sharing one feature cache when the encoder is frozen.
+
+    The cache covers the images of all the lists and is built once (sharded across ranks under
+    torchrun); images that fail to decode are reported and dropped from the returned records.
+    """
     transform = encoder.preprocessing.transform()
-    paths = [r.path for r in records]
     if not (encoder.frozen and config.data.cache_features):
-        return ImageSource(paths, transform, None), records
-    unique = sorted(set(paths), key=str)
+        return [(ImageSource([r.path for r in records], transform, None), records) for records in splits]
+    unique = sorted({r.path for records in splits for r in records}, key=str)
     fingerprint = module_fingerprint(
         encoder, encoder.output, encoder.preprocessing, files_fingerprint(unique)
     )
     root = Path(config.data.cache_dir) if config.data.cache_dir else default_cache_root()
     encoder.to(device).eval()
+    h, w = encoder.grid_size
+    shape = (encoder.feature_dim,) if encoder.output == "pooled" else (h * w, encoder.feature_dim)
 
     def encode(images: torch.Tensor) -> torch.Tensor:
         return encoder(images.to(device))
@@ -150,16 +144,25 @@ def image_source(
         ImageFiles(unique, transform),
         collate_good,
         encode,
+        shape,
         batch_size=config.train.batch_size,
         num_workers=config.train.num_workers,
         report=report_line,
+        dist=dist,
     )
-    kept = [r for r in records if str(r.path) not in store.failed]
-    return ImageSource([r.path for r in kept], transform, store), kept
+    sources = []
+    for records in splits:
+        kept = [r for r in records if str(r.path) not in store.failed]
+        sources.append((ImageSource([r.path for r in kept], transform, store), kept))
+    return sources
 
 
 def build_caption_data(
-    config: CaptioningConfig, encoder: ImageEncoder, device: torch.device, vocab: Vocabulary | None = None
+    config: CaptioningConfig,
+    encoder: ImageEncoder,
+    device: torch.device,
+    vocab: Vocabulary | None = None,
+    dist: DistContext = SINGLE,
 ) -> CaptionData:
     """Training and validation loaders (and the vocabulary, built from the training captions)."""
     d, t = config.data, config.train
@@ -167,29 +170,40 @@ def build_caption_data(
     val_records = prepare_records(config, d.val_split)[: d.max_val_images]
     if vocab is None:
         vocab = Vocabulary.build((tokens for r in train_records for tokens in r.tokens), d.min_word_freq)
-    train_source, train_records = image_source(config, encoder, train_records, device)
-    val_source, val_records = image_source(config, encoder, val_records, device)
+    (train_source, train_records), (val_source, val_records) = image_sources(
+        config, encoder, [train_records, val_records], device, dist
+    )
     train_set = CaptionPairs(train_records, train_source, vocab, d.max_caption_len)
+    val_set = CaptionedImages(val_records, val_source)
     # Cached features are memory-mapped reads: worker processes would only add overhead.
     workers = 0 if train_source.store is not None else t.num_workers
-    pin = device.type == "cuda"
     train = DataLoader(
         train_set,
         batch_size=t.batch_size,
-        sampler=EpochSampler(len(train_set), config.seed),
+        sampler=EpochSampler(len(train_set), config.seed, dist.rank, dist.world_size),
         num_workers=workers,
         collate_fn=collate_captions,
-        pin_memory=pin,
+        pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG for the model
     )
-    val = DataLoader(
-        CaptionedImages(val_records, val_source),
-        batch_size=t.batch_size,
+    val = eval_loader(val_set, t.batch_size, workers, device, dist)
+    return CaptionData(vocab, train, val)
+
+
+def eval_loader(
+    dataset: Dataset, batch_size: int, workers: int, device: torch.device, dist: DistContext = SINGLE
+) -> DataLoader:
+    """In-order loader over this rank's shard of ``dataset``."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=ShardSampler(len(dataset), dist.rank, dist.world_size),
         num_workers=workers,
         collate_fn=collate_captions,
-        pin_memory=pin,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
     )
-    return CaptionData(vocab, train, val)
 
 
 def build_eval_loader(
@@ -200,12 +214,8 @@ def build_eval_loader(
     batch_size: int | None = None,
 ) -> DataLoader:
     """One item per image of ``split`` (features from the cache when the encoder is frozen)."""
-    records = prepare_records(config, split)
-    source, records = image_source(config, encoder, records, device)
+    [(source, records)] = image_sources(config, encoder, [prepare_records(config, split)], device)
     workers = 0 if source.store is not None else config.train.num_workers
-    return DataLoader(
-        CaptionedImages(records, source),
-        batch_size=batch_size or config.train.batch_size,
-        num_workers=workers,
-        collate_fn=collate_captions,
+    return eval_loader(
+        CaptionedImages(records, source), batch_size or config.train.batch_size, workers, device
     )

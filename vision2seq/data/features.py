@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 
 
@@ -99,12 +100,18 @@ def cached_features(
     dataset: Dataset,
     collate: Callable,
     encode: Callable[[torch.Tensor], torch.Tensor],
+    feature_shape: tuple[int, ...],
     *,
     batch_size: int = 64,
     num_workers: int = 2,
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    dist: DistContext = SINGLE,
 ) -> FeatureStore:
     """Load the cache for ``fingerprint``, building it first when absent.
+
+    Under torchrun every rank encodes its own shard (every ``world_size``-th item) straight into the
+    shared memory-mapped file; rank 0 then completes the cache. ``root`` must be on storage all ranks
+    see (multi-node jobs: a shared filesystem).
 
     Args:
         root: folder holding caches.
@@ -112,41 +119,51 @@ def cached_features(
         keys: one key per dataset item, in dataset order.
         dataset: items ``(index, input)``, or ``(index, error message)`` for an unreadable input.
         collate: batches items into ``(indices, inputs, errors)`` (see ``data.images.collate_good``).
-        encode: inputs -> features ``(B, ...)``, run under ``torch.inference_mode``.
+        encode: inputs -> features ``(B, *feature_shape)``, run under ``torch.inference_mode``.
+        feature_shape: shape of one item's features.
         report: receives one line per unreadable input (those rows are dropped from training).
+        dist: this process's place in a distributed job.
     """
     directory = root / fingerprint[:24]
     if FeatureStore.is_complete(directory):
         return FeatureStore(directory)
-    tmp = root / f".{fingerprint[:24]}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
-    array = None
+    # Rank 0 names the build folder for all ranks; the pid keeps concurrent jobs apart.
+    tmp = root / dist.broadcast_object(f".{fingerprint[:24]}.{os.getpid()}.tmp")
+    if dist.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        np.lib.format.open_memmap(
+            tmp / "features.npy", mode="w+", dtype=np.float16, shape=(len(keys), *feature_shape)
+        ).flush()
+    dist.barrier()
+    array = np.load(tmp / "features.npy", mmap_mode="r+")
+    shard = Subset(dataset, range(dist.rank, len(keys), dist.world_size))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     failed: dict[str, str] = {}
     with torch.inference_mode():
         for indices, inputs, errors in tqdm(
-            loader, desc="caching features", unit="batch", leave=False, disable=None, file=sys.stderr
+            loader,
+            desc="caching features",
+            unit="batch",
+            leave=False,
+            disable=None if dist.is_main else True,
+            file=sys.stderr,
         ):
             for index, message in errors:
                 failed[keys[index]] = message
                 report(message)
-            if inputs is None:
-                continue
-            features = encode(inputs).float().cpu().numpy()  # (B, ...)
-            if array is None:
-                array = np.lib.format.open_memmap(
-                    tmp / "features.npy", mode="w+", dtype=np.float16, shape=(len(keys), *features.shape[1:])
-                )
-            array[indices.numpy()] = features
-    if array is None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError("none of the inputs could be read, so there are no features to cache")
+            if inputs is not None:
+                array[indices.numpy()] = encode(inputs).float().cpu().numpy()  # (B, *feature_shape)
     array.flush()
     del array
-    (tmp / "meta.json").write_text(json.dumps({"keys": keys, "failed": failed}))
-    try:
-        os.replace(tmp, directory)
-    except OSError:  # another process finished the same cache first
-        shutil.rmtree(tmp, ignore_errors=True)
+    failed = {k: v for part in dist.all_gather_object(failed) for k, v in part.items()}
+    if len(failed) == len(keys):
+        raise UserError(f"none of the {len(keys)} inputs could be read, so there are no features to cache")
+    if dist.is_main:
+        (tmp / "meta.json").write_text(json.dumps({"keys": keys, "failed": failed}))
+        try:
+            os.replace(tmp, directory)
+        except OSError:  # another job finished the same cache first
+            shutil.rmtree(tmp, ignore_errors=True)
+    dist.barrier()
     return FeatureStore(directory)

@@ -20,7 +20,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vision2seq.config import VideoConfig
-from vision2seq.data.caption_datasets import EpochSampler
 from vision2seq.data.features import (
     FeatureStore,
     cached_features,
@@ -29,6 +28,7 @@ from vision2seq.data.features import (
     module_fingerprint,
 )
 from vision2seq.data.images import collate_good
+from vision2seq.data.samplers import EpochSampler, ShardSampler
 from vision2seq.data.sampling import sample_clip_indices, sample_multi_clip_indices
 from vision2seq.data.video import VideoDecodeError
 from vision2seq.data.video_datasets import (
@@ -40,6 +40,7 @@ from vision2seq.data.video_datasets import (
     parse_hmdb51,
     parse_ucf101,
 )
+from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 from vision2seq.models.encoder import ImageEncoder
 
@@ -181,18 +182,6 @@ def collate_clips(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     return batch
 
 
-class EpochedSampler(EpochSampler):
-    """``EpochSampler`` that also tells the dataset the epoch (its random frame draws depend on it)."""
-
-    def __init__(self, dataset: Any, seed: int) -> None:
-        super().__init__(len(dataset), seed)
-        self.dataset = dataset
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        self.dataset.set_epoch(epoch)
-
-
 @dataclass
 class VideoData:
     class_names: list[str]
@@ -200,31 +189,41 @@ class VideoData:
     val: DataLoader
 
 
-def clip_dataset(
-    config: VideoConfig, encoder: ImageEncoder, videos: VideoList, train: bool, device: torch.device
-) -> Dataset:
-    """Cached feature clips for a frozen encoder (building the cache once), else decoded clips."""
+def clip_datasets(
+    config: VideoConfig,
+    encoder: ImageEncoder,
+    subsets: list[tuple[VideoList, bool]],
+    device: torch.device,
+    dist: DistContext = SINGLE,
+) -> list[Dataset]:
+    """A dataset per ``(videos, train)`` pair: cached feature clips for a frozen encoder (one cache over
+    all the videos, built once and sharded across ranks), else clips decoded in the loader workers."""
     d = config.data
     transform = encoder.preprocessing.transform()
-    num_clips = 1 if train else d.test_clips
     if not (encoder.frozen and d.cache_features):
-        clips = VideoClipDataset(
-            videos,
-            d.num_frames,
-            mode=d.sampling,
-            stride=d.frame_stride,
-            train=train,
-            num_clips=num_clips,
-            clip_transform=transform,
-            seed=config.seed,
-        )
-        return DecodedClips(clips)
-    grid = VideoClipDataset(
-        videos, max(d.cache_frames, d.num_frames), mode="segment", train=False, clip_transform=transform
+        return [
+            DecodedClips(
+                VideoClipDataset(
+                    videos,
+                    d.num_frames,
+                    mode=d.sampling,
+                    stride=d.frame_stride,
+                    train=train,
+                    num_clips=1 if train else d.test_clips,
+                    clip_transform=transform,
+                    seed=config.seed,
+                )
+            )
+            for videos, train in subsets
+        ]
+    grid_frames = max(d.cache_frames, d.num_frames)
+    samples = sorted(
+        {s.path: s for videos, _ in subsets for s in videos.samples}.values(), key=lambda s: str(s.path)
     )
-    paths = [s.path for s in videos.samples]
+    grid = VideoClipDataset(samples, grid_frames, mode="segment", train=False, clip_transform=transform)
+    paths = [s.path for s in samples]
     fingerprint = module_fingerprint(
-        encoder, "video", grid.num_frames, encoder.preprocessing, files_fingerprint(paths)
+        encoder, "video", grid_frames, encoder.preprocessing, files_fingerprint(paths)
     )
     root = Path(d.cache_dir) if d.cache_dir else default_cache_root()
     encoder.to(device).eval()
@@ -240,34 +239,50 @@ def clip_dataset(
         IndexedClips(grid),
         collate_good,
         encode,
+        (grid_frames, encoder.feature_dim),
         batch_size=max(1, config.train.batch_size // 4),
         num_workers=config.train.num_workers,
+        dist=dist,
     )
-    return CachedClips(store, videos.samples, d.num_frames, d.sampling, train, num_clips, config.seed)
+    return [
+        CachedClips(
+            store, videos.samples, d.num_frames, d.sampling, train, 1 if train else d.test_clips, config.seed
+        )
+        for videos, train in subsets
+    ]
 
 
-def make_loader(dataset: Dataset, config: VideoConfig, train: bool, device: torch.device) -> DataLoader:
+def make_loader(
+    dataset: Dataset, config: VideoConfig, train: bool, device: torch.device, dist: DistContext = SINGLE
+) -> DataLoader:
+    """Training: seeded per-epoch shuffling sharded across ranks; evaluation: this rank's shard, in order."""
     workers = 0 if isinstance(dataset, CachedClips) else config.train.num_workers
+    if train:
+        sampler = EpochSampler(len(dataset), config.seed, dist.rank, dist.world_size, dataset=dataset)
+    else:
+        sampler = ShardSampler(len(dataset), dist.rank, dist.world_size)
     return DataLoader(
         dataset,
         batch_size=config.train.batch_size,
         num_workers=workers,
-        sampler=EpochedSampler(dataset, config.seed) if train else None,
+        sampler=sampler,
         collate_fn=collate_clips,
         pin_memory=device.type == "cuda",
-    )
+        generator=torch.Generator().manual_seed(config.seed),
+    )  # keeps the global RNG for the model
 
 
-def build_video_data(config: VideoConfig, encoder: ImageEncoder, device: torch.device) -> VideoData:
+def build_video_data(
+    config: VideoConfig, encoder: ImageEncoder, device: torch.device, dist: DistContext = SINGLE
+) -> VideoData:
     """Training and validation loaders plus the class names."""
     train_list = load_video_list(config, "train")
     val_list = load_video_list(config, "val")
     if not train_list.samples:
         raise UserError(f"{config.data.videos}: no training clips found")
-    train = clip_dataset(config, encoder, train_list, True, device)
-    val = clip_dataset(config, encoder, val_list, False, device)
+    train, val = clip_datasets(config, encoder, [(train_list, True), (val_list, False)], device, dist)
     return VideoData(
         train_list.class_names,
-        make_loader(train, config, True, device),
-        make_loader(val, config, False, device),
+        make_loader(train, config, True, device, dist),
+        make_loader(val, config, False, device, dist),
     )

@@ -19,7 +19,7 @@ from vision2seq.models.generation import Generation, beam_search, greedy
 
 
 class CaptionModel(nn.Module):
-    """An image encoder and a caption decoder; ``forward`` is teacher forcing on encoded features."""
+    """An image encoder and a caption decoder; ``forward`` is teacher forcing."""
 
     def __init__(self, encoder: ImageEncoder, decoder: nn.Module) -> None:
         super().__init__()
@@ -31,8 +31,10 @@ class CaptionModel(nn.Module):
             return batch["features"]  # (B, D) or (B, N, D)
         return self.encoder(batch["images"])
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> DecoderOutput:
-        return self.decoder(features, captions)
+    def forward(self, batch: Mapping[str, Any]) -> DecoderOutput:
+        """Teacher forcing on the batch's ``captions`` ``(B, L)`` (the whole batch goes through forward so
+        DistributedDataParallel sees every trained parameter, the encoder's included)."""
+        return self.decoder(self.features(batch), batch["captions"])
 
 
 def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageEncoder:
@@ -114,7 +116,7 @@ class CaptioningTask:
 
     def training_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         captions = batch["captions"]  # (B, L) <bos> ... <eos> <pad>...
-        out = model(model.features(batch), captions)
+        out = model(batch)
         targets = captions[:, 1:]  # (B, L-1)
         loss = F.cross_entropy(
             out.logits.reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=self.vocab.pad_id

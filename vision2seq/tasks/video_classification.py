@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vision2seq.config import VideoConfig
-from vision2seq.engine import FitResult, fit, resolve_device, seed_everything
+from vision2seq.distributed import SINGLE, DistContext
+from vision2seq.engine import seed_everything
 from vision2seq.evaluation.accuracy import ClassificationEvaluator
 from vision2seq.models.clip_classifier import ClipClassifier
 from vision2seq.models.encoder import ImageEncoder
@@ -36,7 +37,11 @@ class VideoModel(nn.Module):
             return batch["features"]
         return self.encode_frames(batch["frames"])
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """A batch of clips (cached ``features`` or raw ``frames``) -> logits (see ``logits``)."""
+        return self.logits(self.clip_features(batch))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)`` -> ``(B, C)`` logits, or ``(B, N, T, D)`` (N clips per video) -> ``(B, N, C)``."""
         if features.dim() == 4:
             b, n = features.shape[:2]
@@ -102,14 +107,14 @@ class VideoClassificationTask:
         self.config, self.class_names = config, class_names
 
     def training_step(self, model: VideoModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        logits = model(model.clip_features(batch))  # (B, C)
+        logits = model(batch)  # (B, C)
         return {"loss": F.cross_entropy(logits, batch["label"])}
 
     def predict_step(self, model: VideoModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        features = model.clip_features(batch)
-        if features.dim() == 3:
-            features = features.unsqueeze(1)  # a single clip per video: (B, 1, T, D)
-        clip_probs = model(features).float().softmax(dim=-1)  # (B, N, C)
+        logits = model(batch)
+        if logits.dim() == 2:
+            logits = logits.unsqueeze(1)  # a single clip per video: (B, 1, C)
+        clip_probs = logits.float().softmax(dim=-1)  # (B, N, C)
         return {"clip_probs": clip_probs, "video_probs": clip_probs.mean(dim=1)}
 
     def make_evaluator(self) -> VideoEvaluator:
@@ -125,14 +130,12 @@ class VideoClassificationTask:
         return {"labels": list(self.class_names)}
 
 
-def train_video(config: VideoConfig, resume: bool = False, progress: bool = True) -> FitResult:
-    """Set up data and model for ``config`` and run the shared loop."""
+def setup_video(config: VideoConfig, device: torch.device, dist: DistContext = SINGLE):
+    """The task, model and loaders of a video experiment (used by ``vision2seq.train``)."""
     from vision2seq.data.video_loaders import build_video_data
 
-    device = resolve_device(config.train.device)
     encoder = build_video_encoder(config)
-    data = build_video_data(config, encoder, device)
+    data = build_video_data(config, encoder, device, dist)
     seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
     model = build_video_model(config, len(data.class_names), encoder=encoder)
-    task = VideoClassificationTask(config, data.class_names)
-    return fit(task, model, data.train, data.val, config, resume=resume, progress=progress)
+    return VideoClassificationTask(config, data.class_names), model, data

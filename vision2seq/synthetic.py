@@ -1,0 +1,292 @@
+"""Small built-in datasets (and models trained on them in seconds) for the notebooks and demos.
+
+Nothing is downloaded: the videos are generated and encoded with PyAV, the CNN is a random-init
+ResNet-18. The datasets are tiny on purpose, so a model trains on a 2-core CPU in well under a minute;
+they show how the evaluation tools work, not what a real model achieves.
+
+- :func:`make_motion_videos`: a UCF101-layout dataset of clips of a square moving left, right, up or
+  down (``UCF-101/<Class>/v_<Class>_gXX_cYY.avi`` plus ``ucfTrainTestlist/``).
+- :func:`train_motion_classifier`: generate it and train a small LSTM clip classifier on it.
+- :func:`train_shapes_captioner`: generate the ``vision2seq demo`` shapes (a smaller set) and train a small
+  attention captioner on them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "MOTION_CLASSES",
+    "make_motion_videos",
+    "motion_frames",
+    "train_motion_classifier",
+    "train_shapes_captioner",
+    "write_video",
+]
+
+#: Class name -> (row, column) direction of motion of the square.
+MOTION_CLASSES: dict[str, tuple[int, int]] = {
+    "MoveLeft": (0, -1),
+    "MoveRight": (0, 1),
+    "MoveUp": (-1, 0),
+    "MoveDown": (1, 0),
+}
+
+# FFmpeg's FF_QP2LAMBDA: global_quality is a quantiser in lambda units.
+_QP2LAMBDA = 118
+
+
+def motion_frames(
+    direction: tuple[int, int] | str,
+    num_frames: int = 12,
+    size: int = 32,
+    *,
+    rng: random.Random | None = None,
+) -> np.ndarray:
+    """One clip of a coloured square crossing a plain background in ``direction``.
+
+    The square's side (a fifth to a third of the frame), its colour, the background grey, its position
+    across the direction of motion and the start and end of its path all vary with ``rng``, so a
+    classifier has to follow the motion rather than memorise a picture.
+
+    Args:
+        direction: ``(drow, dcol)`` unit step, e.g. ``(0, 1)`` for rightwards, or a name of
+            :data:`MOTION_CLASSES`.
+        num_frames: T.
+        size: Frame height and width (even, for the video encoder).
+        rng: Random source; ``random.Random(0)`` when None.
+
+    Returns:
+        ``(T, size, size, 3)`` uint8 RGB frames.
+    """
+    if isinstance(direction, str):
+        direction = MOTION_CLASSES[direction]
+    drow, dcol = direction
+    if (abs(drow), abs(dcol)) not in ((0, 1), (1, 0)):
+        raise ValueError(f"direction must be one unit step along one axis, got {direction}")
+    rng = rng or random.Random(0)
+    side = rng.randint(max(2, size // 5), max(2, size // 3))
+    travel = size - side
+    start = rng.randint(0, travel // 4)
+    end = travel - rng.randint(0, travel // 4)
+    along = np.linspace(start, end, num_frames).round().astype(int)
+    if drow + dcol < 0:  # leftwards / upwards
+        along = travel - along
+    across = rng.randint(0, travel)
+    grey = rng.randint(20, 90)
+    colour = np.array([rng.randint(150, 255) for _ in range(3)], dtype=np.uint8)
+    frames = np.full((num_frames, size, size, 3), grey, dtype=np.uint8)
+    for frame, position in zip(frames, along, strict=True):
+        row, col = (position, across) if drow else (across, position)
+        frame[row : row + side, col : col + side] = colour
+    return frames
+
+
+def write_video(
+    path: str | Path, frames: np.ndarray, fps: float = 25, codec: str = "mpeg4", quality: int = 2
+) -> Path:
+    """Encode ``(T, H, W, 3)`` uint8 RGB frames into ``path`` (container from the suffix) with PyAV.
+
+    Args:
+        path: Output file, e.g. ``clip.avi``; parent folders are created.
+        frames: The frames; H and W must be even for ``yuv420p`` codecs.
+        fps: Frame rate.
+        codec: A PyAV encoder; ``mpeg4`` (Xvid-like, as UCF101 ships) by default.
+        quality: Fixed quantiser for ``mpeg4``/``mjpeg`` (lower is better).
+
+    Returns:
+        The path written.
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.asarray(frames, dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if codec in ("mpeg4", "mjpeg"):
+            stream.codec_context.qscale = True  # a fixed quantiser keeps small clips' colours
+            stream.codec_context.global_quality = quality * _QP2LAMBDA
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_motion_videos(
+    root: str | Path,
+    classes: Sequence[str] = tuple(MOTION_CLASSES),
+    groups: int = 5,
+    clips_per_group: int = 3,
+    test_groups: Sequence[int] = (1,),
+    *,
+    num_frames: int = 12,
+    size: int = 32,
+    fps: float = 25,
+    seed: int = 0,
+) -> tuple[Path, Path]:
+    """Write a UCF101-layout dataset of moving-square clips under ``root``.
+
+    Layout, as UCF101 ships: ``UCF-101/<Class>/v_<Class>_gXX_cYY.avi`` (mpeg4 in AVI) and
+    ``ucfTrainTestlist/`` with ``classInd.txt`` (``index name``, 1-based), ``trainlist01.txt``
+    (``path label``) and ``testlist01.txt`` (paths only). Groups listed in ``test_groups`` are the test
+    split, the others the training split (clips of one group never straddle the two, as in UCF101).
+
+    Args:
+        root: Output folder (created).
+        classes: Class names, each a key of :data:`MOTION_CLASSES`.
+        groups: Groups per class (``gXX``).
+        clips_per_group: Clips per group (``cYY``).
+        test_groups: Group numbers (1-based) of the test split.
+        num_frames: Frames per clip.
+        size: Frame height and width in pixels (even).
+        fps: Frame rate of the clips.
+        seed: Seed of the clips' random sizes, colours and positions.
+
+    Returns:
+        ``(videos_root, annotations_dir)``: the values of ``data.videos`` and ``data.annotations``.
+    """
+    unknown = [name for name in classes if name not in MOTION_CLASSES]
+    if unknown:
+        raise ValueError(f"unknown motion classes {unknown}; choose from {list(MOTION_CLASSES)}")
+    if size % 2:
+        raise ValueError(f"size must be even for the video encoder, got {size}")
+    root = Path(root)
+    videos, annotations = root / "UCF-101", root / "ucfTrainTestlist"
+    annotations.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    train, test = [], []
+    for label, name in enumerate(classes, start=1):
+        for g in range(1, groups + 1):
+            for c in range(1, clips_per_group + 1):
+                rel = f"{name}/v_{name}_g{g:02d}_c{c:02d}.avi"
+                write_video(videos / rel, motion_frames(name, num_frames, size, rng=rng), fps)
+                (test.append(rel) if g in test_groups else train.append(f"{rel} {label}"))
+    for file_name, lines in (
+        ("classInd.txt", [f"{i} {name}" for i, name in enumerate(classes, start=1)]),
+        ("trainlist01.txt", train),
+        ("testlist01.txt", test),
+    ):
+        (annotations / file_name).write_text("".join(f"{line}\n" for line in lines))
+    return videos, annotations
+
+
+def train_motion_classifier(
+    root: str | Path,
+    classes: Sequence[str] = tuple(MOTION_CLASSES),
+    groups: int = 5,
+    clips_per_group: int = 3,
+    *,
+    num_frames: int = 12,
+    size: int = 32,
+    overrides: Sequence[str] = (),
+    progress: bool = False,
+) -> Path:
+    """Generate :func:`make_motion_videos` under ``root/data`` and train a small LSTM clip classifier.
+
+    The model is a random-init ResNet-18 on ``size`` x ``size`` frames (features cached once) and a
+    32-unit LSTM over 8-frame clips; evaluation averages 2 clips per video. On a 2-core CPU it trains in
+    about ten seconds.
+
+    Args:
+        root: Working folder: ``data/``, ``cache/`` and the run (``run/best.pt``) are written there.
+        classes: Class names (keys of :data:`MOTION_CLASSES`).
+        groups: Groups per class; group 1 is the test (and validation) split.
+        clips_per_group: Clips per group.
+        num_frames: Frames per generated video (all of them are cached).
+        size: Frame size in pixels.
+        overrides: Extra ``key=value`` config overrides (e.g. ``train.epochs=30``).
+        progress: Show progress bars and per-epoch lines.
+
+    Returns:
+        The path of the best checkpoint.
+    """
+    from vision2seq.config import load_config
+    from vision2seq.train import train
+
+    root = Path(root)
+    videos, annotations = make_motion_videos(
+        root / "data", classes, groups, clips_per_group, num_frames=num_frames, size=size
+    )
+    config = load_config(
+        None,
+        [
+            "task=video_classification",
+            f"output_dir={root / 'run'}",
+            f"data.videos={videos}",
+            f"data.annotations={annotations}",
+            f"data.cache_dir={root / 'cache'}",
+            f"data.num_frames={min(8, num_frames)}",
+            f"data.cache_frames={num_frames}",
+            "data.test_clips=2",
+            "model.encoder.name=resnet18",
+            "model.encoder.weights=null",
+            f"model.encoder.image_size={size}",
+            "model.temporal.hidden_dim=32",
+            "model.temporal.dropout=0.0",
+            "train.epochs=20",
+            "train.batch_size=8",
+            "train.lr=0.01",
+            "train.num_workers=0",
+            "train.device=cpu",
+            *overrides,
+        ],
+    )
+    train(config, progress=progress)
+    return Path(config.output_dir) / "best.pt"
+
+
+def train_shapes_captioner(
+    root: str | Path,
+    n_train: int = 400,
+    n_val: int = 50,
+    n_test: int = 50,
+    overrides: Sequence[str] = (),
+    progress: bool = False,
+) -> Path:
+    """Generate a small ``vision2seq demo`` shapes dataset under ``root/data`` and train its captioner.
+
+    Uses ``configs/demo.yaml`` (random-init ResNet-18 3x3 grid, attention decoder) with fewer images and
+    epochs than ``vision2seq demo``: on a 2-core CPU it trains in about twenty seconds.
+
+    Args:
+        root: Working folder: ``data/``, ``cache/`` and the run (``run/best.pt``) are written there.
+        n_train: Training images.
+        n_val: Validation images.
+        n_test: Test images.
+        overrides: Extra ``key=value`` config overrides (e.g. ``train.epochs=12``).
+        progress: Show progress bars and per-epoch lines.
+
+    Returns:
+        The path of the best checkpoint.
+    """
+    from vision2seq.config import load_config
+    from vision2seq.demo import demo_config_path, make_shapes_dataset
+    from vision2seq.train import train
+
+    root = Path(root)
+    annotations = make_shapes_dataset(root / "data", n_train, n_val, n_test)
+    config = load_config(
+        demo_config_path(),
+        [
+            f"data.annotations={annotations}",
+            f"data.images={root / 'data' / 'images'}",
+            f"data.cache_dir={root / 'cache'}",
+            f"output_dir={root / 'run'}",
+            "train.epochs=6",
+            "train.num_workers=0",
+            "train.device=cpu",
+            *overrides,
+        ],
+    )
+    train(config, progress=progress)
+    return Path(config.output_dir) / "best.pt"
