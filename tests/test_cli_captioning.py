@@ -141,3 +141,14 @@ def test_user_errors_are_one_line_without_traceback(trained, tmp_path, capsys):
 def test_python_dash_m_entry_point_usage_error():
     proc = subprocess.run([sys.executable, "-m", "vision2seq", "caption"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--checkpoint" in proc.stderr
+
+
+def test_generation_strategies_from_config(trained):
+    root, _ = trained
+    images = sorted((root / "data" / "images").glob("*.png"))[:4]
+    captioner = Captioner.from_checkpoint(root / "run" / "best.pt", device="cpu")
+    greedy = captioner.caption(images, beam_size=1)
+    captioner.config = captioner.with_overrides(["generation.strategy=sample", "generation.top_k=1"])
+    assert captioner.caption(images) == greedy  # sampling from the single most likely word is greedy
+    captioner.config = captioner.with_overrides(["generation.strategy=sample", "generation.temperature=5.0"])
+    assert all(isinstance(c, str) for c in captioner.caption(images))

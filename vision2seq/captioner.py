@@ -21,7 +21,12 @@ from vision2seq.data.images import ImageFiles, collate_good, load_image
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.engine import resolve_device
-from vision2seq.tasks.captioning import CaptionModel, build_caption_model, generate_captions
+from vision2seq.tasks.captioning import (
+    CaptionModel,
+    build_caption_model,
+    generate_captions,
+    generation_settings,
+)
 
 
 @dataclass
@@ -82,17 +87,9 @@ class Captioner:
         return_attention: bool = False,
     ) -> tuple[list[str], list[torch.Tensor] | None]:
         """Caption a batch of preprocessed images ``(B, 3, H, W)``."""
-        g = self.config.generation
+        settings = generation_settings(self.config.generation, beam_size, max_len, length_penalty)
         features = self.model.encoder(images.to(self.device))
-        result = generate_captions(
-            self.model,
-            features,
-            self.vocab,
-            beam_size=beam_size if beam_size is not None else (g.beam_size if g.strategy == "beam" else 1),
-            max_len=max_len or g.max_len,
-            length_penalty=g.length_penalty if length_penalty is None else length_penalty,
-            return_attention=return_attention,
-        )
+        result = generate_captions(self.model, features, self.vocab, settings, return_attention)
         captions = [detokenize(self.vocab.decode(tokens)) for tokens in result.tokens]
         attention = None
         if return_attention and result.attention is not None:

@@ -87,12 +87,18 @@ class TrainConfig:
 
 @dataclass
 class GenerationConfig:
-    strategy: Literal["greedy", "beam"] = "beam"
+    strategy: Literal["greedy", "beam", "sample"] = "beam"
+    """``greedy``, batched ``beam`` search, or ``sample`` (with ``temperature`` and ``top_k``)."""
     beam_size: int = 3
     max_len: int = 20
     """Maximum caption length in tokens (without ``<bos>``/``<eos>``)."""
     length_penalty: float = 0.0
-    """Beam-search length normalisation exponent; 0 ranks by total log-probability."""
+    """Beam-search length normalisation exponent (GNMT: score / ((5 + len) / 6) ** alpha); 0 ranks by total
+    log-probability."""
+    temperature: float = 1.0
+    """Sampling only: divides the logits (below 1: more conservative)."""
+    top_k: int = 0
+    """Sampling only: draw from the k most likely words (0: all)."""
 
 
 # --------------------------------------------------------------------------------------------------

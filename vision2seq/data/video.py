@@ -215,7 +215,9 @@ def _open_video(path: Path, threads: int) -> Iterator[tuple[av.container.InputCo
     except PermissionError as err:
         raise VideoDecodeError(path, "permission denied") from err
     except (av.FFmpegError, UnicodeDecodeError, OSError) as err:
-        raise VideoDecodeError(path, "not a video file / cannot be decoded") from err
+        raise VideoDecodeError(
+            path, f"not a video file / cannot be decoded (truncated or corrupt?): {_ffmpeg_reason(err)}"
+        ) from err
     try:
         # Cover art in audio files is a one-picture "video" stream: not a video.
         streams = [
@@ -223,12 +225,22 @@ def _open_video(path: Path, threads: int) -> Iterator[tuple[av.container.InputCo
         ]
         if not streams:
             raise VideoDecodeError(path, "no video stream (audio-only?)")
-        stream = streams[0]
+        # A damaged header can leave a stream whose codec FFmpeg does not know (no decoder at all).
+        decodable = [s for s in streams if s.codec_context is not None]
+        if not decodable:
+            raise VideoDecodeError(path, "the video stream's codec is unknown (corrupt header?)")
+        stream = decodable[0]
         stream.thread_type = "AUTO"  # frame + slice threads: ~1.2-1.5x on H.264
         stream.codec_context.thread_count = threads
         yield container, stream
     finally:
         container.close()
+
+
+def _ffmpeg_reason(err: BaseException) -> str:
+    """FFmpeg's short reason for an error (``Invalid data found when processing input``), one line."""
+    reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return " ".join(str(reason).split())
 
 
 def _iter_frames(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:

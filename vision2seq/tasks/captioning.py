@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vision2seq.config import CaptioningConfig
+from vision2seq.config import CaptioningConfig, GenerationConfig
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.evaluation.captions import CaptionEvaluator
 from vision2seq.models.captioner import DecoderOutput, attention_regularization, build_decoder
 from vision2seq.models.encoder import ImageEncoder
-from vision2seq.models.generation import Generation, beam_search, greedy
+from vision2seq.models.generation import Generation, beam_search, greedy, sample
 
 
 class CaptionModel(nn.Module):
@@ -64,32 +65,51 @@ def generate_captions(
     model: CaptionModel,
     features: torch.Tensor,
     vocab: Vocabulary,
-    *,
-    beam_size: int = 3,
-    max_len: int = 20,
-    length_penalty: float = 0.0,
+    settings: GenerationConfig,
     return_attention: bool = False,
 ) -> Generation:
-    """Greedy decoding for ``beam_size`` 1, batched beam search otherwise."""
-    if beam_size <= 1:
-        return greedy(
+    """Decode ``features`` with the configured strategy: greedy, batched beam search, or sampling."""
+    common = dict(max_len=settings.max_len, return_attention=return_attention)
+    if settings.strategy == "sample":
+        return sample(
             model.decoder,
             features,
             vocab.bos_id,
             vocab.eos_id,
-            max_len=max_len,
-            return_attention=return_attention,
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            **common,
         )
+    if settings.strategy == "greedy" or settings.beam_size <= 1:
+        return greedy(model.decoder, features, vocab.bos_id, vocab.eos_id, **common)
     return beam_search(
         model.decoder,
         features,
         vocab.bos_id,
         vocab.eos_id,
-        beam_size=beam_size,
-        max_len=max_len,
-        length_penalty=length_penalty,
-        return_attention=return_attention,
+        beam_size=settings.beam_size,
+        length_penalty=settings.length_penalty,
+        **common,
     )
+
+
+def generation_settings(
+    base: GenerationConfig,
+    beam_size: int | None = None,
+    max_len: int | None = None,
+    length_penalty: float | None = None,
+) -> GenerationConfig:
+    """``base`` with the given values replaced; a beam size picks beam search (1: greedy)."""
+    settings = base
+    if beam_size is not None:
+        settings = dataclasses.replace(
+            settings, strategy="beam" if beam_size > 1 else "greedy", beam_size=beam_size
+        )
+    if max_len is not None:
+        settings = dataclasses.replace(settings, max_len=max_len)
+    if length_penalty is not None:
+        settings = dataclasses.replace(settings, length_penalty=length_penalty)
+    return settings
 
 
 class BatchCaptionEvaluator:
@@ -129,15 +149,7 @@ class CaptioningTask:
         return losses
 
     def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
-        gen_cfg = self.config.generation
-        result = generate_captions(
-            model,
-            model.features(batch),
-            self.vocab,
-            beam_size=gen_cfg.beam_size if gen_cfg.strategy == "beam" else 1,
-            max_len=gen_cfg.max_len,
-            length_penalty=gen_cfg.length_penalty,
-        )
+        result = generate_captions(model, model.features(batch), self.vocab, self.config.generation)
         return {
             key: detokenize(self.vocab.decode(tokens))
             for key, tokens in zip(batch["keys"], result.tokens, strict=True)
