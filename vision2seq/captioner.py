@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vision2seq.checkpoint import load_checkpoint
-from vision2seq.config import CaptioningConfig, apply_override, config_from_dict, config_to_dict
+from vision2seq.config import CaptioningConfig, config_from_dict, with_overrides
 from vision2seq.data.images import ImageFiles, collate_good, load_image
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary
@@ -71,10 +71,7 @@ class Captioner:
 
     def with_overrides(self, overrides: Sequence[str]) -> CaptioningConfig:
         """The checkpoint's config with ``key=value`` overrides applied (e.g. new data paths)."""
-        raw = config_to_dict(self.config)
-        for item in overrides:
-            apply_override(raw, item)
-        return config_from_dict(raw, source="checkpoint config")  # type: ignore[return-value]
+        return with_overrides(self.config, list(overrides), "checkpoint config")  # type: ignore[return-value]
 
     @torch.no_grad()
     def caption_tensors(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -46,12 +48,36 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
+TASK_EXTRAS = {"captioning": "vocab", "video_classification": "labels"}
+"""The tasks a checkpoint can hold, and the entry of ``extras`` each one needs."""
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(_ANSI.sub("", text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _refusal(exc: pickle.UnpicklingError) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely."""
+    text = _ANSI.sub("", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return f"it asks to import and call {found.group(1)!r}"
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if found:
+        return _one_line(found.group(1).split(". ")[0])
+    return _one_line(text) or "unsupported content"
+
+
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]:
     """Read a checkpoint safely, on the CPU.
 
     Args:
         path: the ``.pt`` file.
-        task: when given, the task the checkpoint must have been trained for.
+        task: when given, the task the checkpoint must have been trained for; the entries that task
+            needs (``config``, ``extras``, ``model``) are then checked too.
 
     Raises:
         CheckpointError: missing/truncated file, content that would run code, a newer format, wrong task.
@@ -59,30 +85,68 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only refuses globals (classes, functions) that a crafted file would need to run code.
-        reason = str(exc).splitlines()[0] if str(exc) else "unsupported content"
+        # weights_only refuses globals (classes, functions) that a crafted file would need to run code,
+        # and any pickle instruction outside its small safe subset.
         raise CheckpointError(
-            f"{path}: refused to load: the file contains objects other than tensors and plain data "
-            f"(possibly code); only vision2seq checkpoints are accepted ({reason})"
+            f"{path}: refused to load: not a vision2seq checkpoint, or unsafe ({_refusal(exc)}); only "
+            "tensors and plain data are accepted, and nothing from the file was run"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except MemoryError:
+        raise CheckpointError(f"{path}: not a readable checkpoint (declares more data than fits)") from None
+    except Exception as exc:
+        # Any failure to parse an untrusted file is the file's fault: RuntimeError/zipfile errors (a
+        # truncated zip), EOFError, OSError, and odd ones such as KeyError for a text file.
+        if isinstance(exc, (RuntimeError, OSError, EOFError, zipfile.BadZipFile)) and str(exc):
+            reason = _one_line(re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", str(exc)).split(". ")[0])
+        else:
+            reason = f"unrecognised content ({type(exc).__name__})"
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
         ) from None
     if not isinstance(payload, dict) or "format_version" not in payload or "model" not in payload:
-        raise CheckpointError(f"{path}: not a vision2seq checkpoint (no format_version/model entries)")
+        raise CheckpointError(
+            f"{path}: not a vision2seq checkpoint (no format_version/model entries; a plain state dict or "
+            "another program's file?)"
+        )
     version = payload["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: invalid checkpoint format version {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} is newer than this vision2seq supports "
             f"({FORMAT_VERSION}); upgrade vision2seq"
         )
-    if task is not None and payload.get("task") != task:
-        raise CheckpointError(
-            f"{path}: this is a {payload.get('task')!r} checkpoint, but a {task!r} checkpoint is needed"
-        )
+    if task is not None:
+        _check_task(path, payload, task)
     return payload
+
+
+def _check_task(path: Path, payload: dict[str, Any], task: str) -> None:
+    """The checkpoint is for ``task`` and holds what that task's loaders read."""
+    found = payload.get("task")
+    if found != task:
+        other = {"captioning": "vision2seq caption", "video_classification": "vision2seq classify"}
+        hint = f" (use `{other[found]}` with it)" if isinstance(found, str) and found in other else ""
+        raise CheckpointError(
+            f"{path}: this is a {found!r} checkpoint, but a {task!r} checkpoint is needed{hint}"
+        )
+    extras = payload.get("extras")
+    needed = TASK_EXTRAS.get(task)
+    problems = []
+    if not isinstance(payload.get("config"), dict):
+        problems.append("config")
+    if not isinstance(payload.get("model"), dict):
+        problems.append("model")
+    if needed is not None and not (isinstance(extras, dict) and isinstance(extras.get(needed), list)):
+        problems.append(f"extras.{needed}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: damaged {task!r} checkpoint: missing or malformed {', '.join(problems)}"
+        )

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vision2seq.checkpoint import load_checkpoint
-from vision2seq.config import VideoConfig, apply_override, config_from_dict, config_to_dict
+from vision2seq.config import VideoConfig, config_from_dict, with_overrides
 from vision2seq.data.images import collate_good
 from vision2seq.data.video import VIDEO_SUFFIXES, iter_frames
 from vision2seq.data.video_datasets import VideoClipDataset, VideoSample
@@ -100,10 +100,8 @@ class VideoClassifier:
         return cls(model, names, config, resolve_device(device))
 
     def with_overrides(self, overrides: Sequence[str]) -> VideoConfig:
-        raw = config_to_dict(self.config)
-        for item in overrides:
-            apply_override(raw, item)
-        return config_from_dict(raw, source="checkpoint config")  # type: ignore[return-value]
+        """The checkpoint's config with ``key=value`` overrides applied (e.g. new data paths)."""
+        return with_overrides(self.config, list(overrides), "checkpoint config")  # type: ignore[return-value]
 
     def preprocess(self, frames: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
         """Frames -> ``(T, 3, H, W)`` normalised tensor on the model's device."""

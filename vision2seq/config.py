@@ -270,6 +270,16 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentC
     return _build(SCHEMAS[task], raw, prefix="", source=source)
 
 
+def with_overrides(
+    config: ExperimentConfig, overrides: list[str] | tuple[str, ...], source: str = "config"
+) -> ExperimentConfig:
+    """A copy of ``config`` with dotted ``key=value`` overrides applied and checked."""
+    raw = config_to_dict(config)
+    for item in overrides:
+        apply_override(raw, item)
+    return config_from_dict(raw, source=source)
+
+
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain nested dict of a config (YAML/JSON-safe)."""
     return dataclasses.asdict(config)

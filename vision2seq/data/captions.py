@@ -112,40 +112,97 @@ def safe_join(root: Path, relative: str, source: Path) -> Path:
     return root / rel
 
 
+def _entries(data: Any, key: str, source: Path) -> list[dict[str, Any]]:
+    """``data[key]`` as a list of objects, or an error naming the first entry that is not one."""
+    entries = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise AnnotationError(f"{source}: '{key}' must be a list of objects, got {type(entries).__name__}")
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{source}: {key}[{n}] must be an object, got {type(entry).__name__}")
+    return entries
+
+
+def _text(entry: dict[str, Any], key: str, source: Path, where: str, default: str | None = None) -> str:
+    """A string field, or an error naming the file, the entry and the key."""
+    value = entry.get(key, default)
+    if not isinstance(value, str) or (default is None and not value):
+        found = "missing" if key not in entry else f"{type(value).__name__} {_short(value)}"
+        raise AnnotationError(f"{source}: {where} needs '{key}' as a non-empty string ({found})")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _sentence_text(sentence: Any, source: Path, where: str) -> str:
+    """A Karpathy sentence's ``raw`` text, else its ``tokens`` joined by spaces."""
+    if isinstance(sentence, dict):
+        raw, tokens = sentence.get("raw"), sentence.get("tokens")
+        if isinstance(raw, str) and raw.strip():
+            return raw
+        if isinstance(tokens, list) and tokens and all(isinstance(t, str) for t in tokens):
+            return " ".join(tokens)
+        if isinstance(raw, str):
+            return raw
+    raise AnnotationError(
+        f"{source}: {where} needs a 'raw' string or a 'tokens' list of strings, got {_short(sentence)}"
+    )
+
+
+def _image_key(value: Any, source: Path, where: str, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise AnnotationError(
+            f"{source}: {where} has {name} {_short(value)}; expected an integer or a string"
+        )
+    return str(value)
+
+
 def _parse_karpathy(data: dict[str, Any], source: Path, root: Path) -> list[CaptionedImage]:
     records = []
-    for n, image in enumerate(data["images"]):
+    for n, image in enumerate(_entries(data, "images", source)):
         where = f"images[{n}]"
-        try:
-            filename = image["filename"]
-            sentences = image["sentences"]
-            split = image.get("split", "train")
-        except (KeyError, TypeError):
-            raise AnnotationError(f"{source}: {where} needs 'filename' and 'sentences'") from None
-        relative = str(Path(image.get("filepath", "")) / filename)
-        captions, tokens = [], []
-        for sentence in sentences:
-            if not isinstance(sentence, dict) or not ("raw" in sentence or "tokens" in sentence):
-                raise AnnotationError(f"{source}: {where}.sentences needs 'raw' or 'tokens' entries")
-            raw = sentence.get("raw") or " ".join(sentence["tokens"])
-            captions.append(raw)
-            tokens.append(tokenize(raw))
-        key = image.get("cocoid", image.get("imgid", relative))
-        records.append(CaptionedImage(str(key), safe_join(root, relative, source), captions, tokens, split))
+        filename = _text(image, "filename", source, where)
+        filepath = _text(image, "filepath", source, where, default="")
+        split = _text(image, "split", source, where, default="train")
+        sentences = image.get("sentences")
+        if not isinstance(sentences, list) or not sentences:
+            raise AnnotationError(f"{source}: {where} needs a non-empty 'sentences' list")
+        captions = [_sentence_text(s, source, f"{where}.sentences[{j}]") for j, s in enumerate(sentences)]
+        relative = str(Path(filepath) / filename)
+        if "cocoid" in image:
+            key = _image_key(image["cocoid"], source, where, "cocoid")
+        elif "imgid" in image:
+            key = _image_key(image["imgid"], source, where, "imgid")
+        else:
+            key = relative
+        path = safe_join(root, relative, source)
+        records.append(CaptionedImage(key, path, captions, [tokenize(c) for c in captions], split))
     return records
 
 
 def _parse_coco(data: Any, source: Path, root: Path, split: str) -> list[CaptionedImage]:
-    try:
-        files = {img["id"]: img["file_name"] for img in data["images"]}
-        by_image: dict[Any, list[str]] = {}
-        for ann in data["annotations"]:
-            by_image.setdefault(ann["image_id"], []).append(ann["caption"])
-    except (KeyError, TypeError) as exc:
-        raise AnnotationError(
-            f"{source}: COCO captions file needs images[].id/file_name and annotations[].image_id/caption "
-            f"(missing {exc})"
-        ) from None
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise AnnotationError(f"{source}: a COCO captions file needs top-level 'images' and 'annotations'")
+    files: dict[int | str, str] = {}
+    for n, img in enumerate(_entries(data, "images", source)):
+        where = f"images[{n}]"
+        if "id" not in img:
+            raise AnnotationError(f"{source}: {where} has no 'id'")
+        _image_key(img["id"], source, where, "id")
+        files[img["id"]] = _text(img, "file_name", source, where)
+    by_image: dict[int | str, list[str]] = {}
+    for n, ann in enumerate(_entries(data, "annotations", source)):
+        where = f"annotations[{n}]"
+        if "image_id" not in ann:
+            raise AnnotationError(f"{source}: {where} has no 'image_id'")
+        _image_key(ann["image_id"], source, where, "image_id")
+        caption = ann.get("caption")
+        if not isinstance(caption, str):
+            raise AnnotationError(f"{source}: {where} needs a 'caption' string, got {_short(caption)}")
+        by_image.setdefault(ann["image_id"], []).append(caption)
     unknown = set(by_image) - set(files)
     if unknown:
         raise AnnotationError(

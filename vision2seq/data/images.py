@@ -10,6 +10,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vision2seq.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+# The formats of those suffixes; Pillow never tries its other parsers on a file, whatever its name (EPS
+# would run Ghostscript, and many others are rarely exercised). MPO is the multi-picture JPEG cameras
+# write (recent Pillows open it through the JPEG entry). Image.init() registers every plugin once.
+Image.init()
+IMAGE_FORMATS = tuple(
+    f for f in ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM") if f in Image.OPEN
+)
 
 # Refuse decompression bombs outright instead of PIL's default warn-then-error thresholds.
 MAX_PIXELS = 178_956_970
@@ -21,7 +28,13 @@ class ImageReadError(UserError):
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Decode ``path`` fully into an RGB image, EXIF orientation applied (first frame of animations)."""
+    """Decode ``path`` fully into an RGB image, EXIF orientation applied (first frame of animations).
+
+    Raises:
+        ImageReadError: one line naming the file and the problem: missing, empty, not an image,
+            truncated or corrupt, or declaring more than ``MAX_PIXELS`` pixels (refused before decoding,
+            so a small file claiming a huge size never allocates it).
+    """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: file not found")
@@ -32,16 +45,62 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
                 image.load()  # decode now so truncation is reported here, not in a worker later
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError(f"{path}: image too large (over {MAX_PIXELS} pixels), refused") from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: cannot decode image (truncated or corrupt?): {exc}") from None
+        raise ImageReadError(f"{path}: {_unidentified_reason(path)}") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied") from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: image too large to decode (out of memory), refused") from None
+    except Exception as exc:
+        # OSError/SyntaxError/ValueError are Pillow's usual "truncated/broken" signals, but malformed
+        # files can surface as struct.error, IndexError, ... from a format plugin; one bad file must
+        # never stop a batch, so every decoding failure becomes a one-line error naming the file.
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ImageReadError(f"{path}: cannot decode image (truncated or corrupt?): {reason}") from None
+
+
+# Unambiguous file signatures: a file that starts like this but does not open is a damaged image.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _unidentified_reason(path: Path) -> str:
+    """Why Pillow identified no format: not an image at all, or a damaged file of a known format.
+
+    For a damaged file the format's own parser is run once more (headers only, no pixels are decoded)
+    to get its reason, e.g. ``broken PNG file (bad header checksum in b'tEXt')``.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror or exc})"
+    fmt = next((name for signature, name in _SIGNATURES if head.startswith(signature)), None)
+    if fmt is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        fmt = "WEBP"
+    if fmt is None:
+        return f"not an image file (unrecognised format; supported: {', '.join(IMAGE_FORMATS)})"
+    reason = "damaged header"
+    factory = Image.OPEN.get(fmt, (None, None))[0]
+    if factory is not None:
+        try:
+            with open(path, "rb") as f:
+                factory(f, str(path)).close()
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+    return f"cannot decode image (truncated or corrupt {fmt} file?): {reason}"
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

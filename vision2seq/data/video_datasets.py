@@ -83,11 +83,19 @@ class VideoList:
 # --- shared helpers ----------------------------------------------------------------------------
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts ``"²"``, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
     """Non-blank stripped lines with 1-based numbers (the official lists use CRLF line ends)."""
     if not path.is_file():
         raise UserError(f"{path}: missing {what}")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
@@ -96,7 +104,11 @@ def _join_inside(root: Path, relative: str, where: str) -> Path:
 
     The check is on the text, not on resolved paths, so symlinked dataset folders keep working.
     """
+    if not relative.strip():
+        raise UserError(f"{where}: empty path")
     normal = os.path.normpath(relative.replace("\\", "/"))
+    if normal == ".":
+        raise UserError(f"{where}: path {relative!r} names the dataset root itself, not a clip")
     if os.path.isabs(normal) or re.match(r"^[A-Za-z]:", normal) or normal.split(os.sep)[0] == "..":
         raise UserError(
             f"{where}: path {relative!r} leaves the dataset root {root}; list paths relative to it"
@@ -115,7 +127,8 @@ def _check_missing(
         shown = ", ".join(str(s.path.relative_to(root)) for s in missing[:_MISSING_SHOWN])
         raise UserError(
             f"{listing}: {len(missing)} of {len(samples)} listed videos are missing under {root} "
-            f"(first: {shown}); fix the paths or pass skip_missing=True"
+            f"(first: {shown}); fix the paths, or skip them with data.skip_missing=true "
+            "(skip_missing=True in Python)"
         )
     logger.warning(
         "%s: skipping %d of %d listed videos missing under %s", listing, len(missing), len(samples), root
@@ -140,7 +153,7 @@ def _ucf_classes(class_ind: Path) -> list[str]:
     names = []
     for line_no, line in _read_lines(class_ind, "UCF101 class index (classInd.txt)"):
         parts = line.split()
-        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(names) + 1:
+        if len(parts) != 2 or not _is_number(parts[0]) or int(parts[0]) != len(names) + 1:
             raise UserError(f"{class_ind}:{line_no}: expected '{len(names) + 1} ClassName', got {line!r}")
         names.append(parts[1])
     return names
@@ -179,7 +192,7 @@ def parse_ucf101(
         where = f"{listing}:{line_no}"
         relative, *rest = line.split()
         if rest:  # train lists carry a 1-based label
-            if not rest[0].isdigit() or not 1 <= int(rest[0]) <= len(class_names):
+            if not _is_number(rest[0]) or not 1 <= int(rest[0]) <= len(class_names):
                 raise UserError(f"{where}: label {rest[0]!r} is not in 1..{len(class_names)}")
             label = int(rest[0]) - 1
         else:  # test lists only have the path; its folder is the class
@@ -340,7 +353,7 @@ def _csv_columns(header: list[str], csv_path: Path) -> tuple[int, int, int | Non
 
 def _class_order(labels: Iterable[str]) -> list[str]:
     unique = set(labels)
-    if all(label.isdigit() for label in unique):
+    if all(_is_number(label) for label in unique):
         return sorted(unique, key=int)
     return sorted(unique)
 
@@ -370,8 +383,17 @@ def parse_csv(
     videos_root, csv_path = Path(videos_root), Path(csv_path)
     if not csv_path.is_file():
         raise UserError(f"{csv_path}: missing CSV list")
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        rows = [(n, row) for n, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)]
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as f:
+            rows = [
+                (n, row) for n, row in enumerate(csv.reader(f), start=1) if any(cell.strip() for cell in row)
+            ]
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{csv_path}: not UTF-8 text (byte {exc.start}); expected a CSV list") from None
+    except csv.Error as exc:
+        raise UserError(f"{csv_path}: malformed CSV ({exc})") from None
+    except OSError as exc:
+        raise UserError(f"{csv_path}: cannot read CSV list ({exc.strerror or exc})") from None
     if not rows:
         raise UserError(f"{csv_path}: empty CSV list")
     header = [cell.strip().lower() for cell in rows[0][1]]
