@@ -183,8 +183,9 @@ def make_motion_videos(
 def train_motion_classifier(
     root: str | Path,
     classes: Sequence[str] = tuple(MOTION_CLASSES),
-    groups: int = 5,
+    groups: int = 6,
     clips_per_group: int = 3,
+    test_groups: Sequence[int] = (1, 2),
     *,
     num_frames: int = 12,
     size: int = 32,
@@ -194,14 +195,15 @@ def train_motion_classifier(
     """Generate :func:`make_motion_videos` under ``root/data`` and train a small LSTM clip classifier.
 
     The model is a random-init ResNet-18 on ``size`` x ``size`` frames (features cached once) and a
-    64-unit LSTM over 8-frame clips; evaluation averages 2 clips per video. On a 2-core CPU it trains in
-    about ten seconds.
+    64-unit LSTM over all ``num_frames`` frames of a clip, so streaming a clip frame by frame ends with
+    the clip's prediction. On a 2-core CPU it trains in about ten seconds.
 
     Args:
         root: Working folder: ``data/``, ``cache/`` and the run (``run/best.pt``) are written there.
         classes: Class names (keys of :data:`MOTION_CLASSES`).
-        groups: Groups per class; group 1 is the test (and validation) split.
+        groups: Groups per class.
         clips_per_group: Clips per group.
+        test_groups: Groups of the test split (which UCF101-style training also validates on).
         num_frames: Frames per generated video (all of them are cached).
         size: Frame size in pixels.
         overrides: Extra ``key=value`` config overrides (e.g. ``train.epochs=30``).
@@ -215,7 +217,7 @@ def train_motion_classifier(
 
     root = Path(root)
     videos, annotations = make_motion_videos(
-        root / "data", classes, groups, clips_per_group, num_frames=num_frames, size=size
+        root / "data", classes, groups, clips_per_group, test_groups, num_frames=num_frames, size=size
     )
     config = load_config(
         None,
@@ -225,9 +227,8 @@ def train_motion_classifier(
             f"data.videos={videos}",
             f"data.annotations={annotations}",
             f"data.cache_dir={root / 'cache'}",
-            f"data.num_frames={min(8, num_frames)}",
+            f"data.num_frames={num_frames}",
             f"data.cache_frames={num_frames}",
-            "data.test_clips=2",
             "model.encoder.name=resnet18",
             "model.encoder.weights=null",
             f"model.encoder.image_size={size}",
@@ -256,7 +257,9 @@ def train_shapes_captioner(
     """Generate a small ``vision2seq demo`` shapes dataset under ``root/data`` and train its captioner.
 
     Uses ``configs/demo.yaml`` (random-init ResNet-18 3x3 grid, attention decoder) with fewer images and
-    epochs than ``vision2seq demo``: on a 2-core CPU it trains in about twenty seconds.
+    epochs, a smaller LSTM (128 units) and no attention regulariser (``alpha_c`` 0, so the attention
+    maps are worth drawing) than ``vision2seq demo``: on a 2-core CPU it trains in about twenty seconds
+    (test BLEU-4 about 0.75; it gets the side of the shape right, the colour mostly, the shape rarely).
 
     Args:
         root: Working folder: ``data/``, ``cache/`` and the run (``run/best.pt``) are written there.
@@ -282,6 +285,11 @@ def train_shapes_captioner(
             f"data.images={root / 'data' / 'images'}",
             f"data.cache_dir={root / 'cache'}",
             f"output_dir={root / 'run'}",
+            "model.decoder.hidden_dim=128",
+            # No doubly stochastic regulariser: with 3x3 grid cells and captions of about 12 tokens,
+            # asking each cell's attention to total 1 over the caption keeps every map nearly uniform.
+            "model.decoder.alpha_c=0.0",
+            "train.batch_size=32",
             "train.epochs=6",
             "train.num_workers=0",
             "train.device=cpu",

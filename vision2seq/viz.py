@@ -13,8 +13,10 @@ Every plotting function takes an optional ``ax`` (grids: ``axes``) to draw into 
 
 from __future__ import annotations
 
+import copy
 import html
 import random
+import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,9 +39,11 @@ __all__ = [
     "beam_size_sweep",
     "caption_grid",
     "caption_samples",
+    "caption_words",
     "compare_table",
     "has_matplotlib",
     "metrics_table",
+    "model_view",
     "per_class_table",
     "plot_attention",
     "plot_confusion_matrix",
@@ -284,7 +288,9 @@ def plot_confusion_matrix(
     n = len(class_names)
     fig, ax = _figure(ax, (max(4, 0.5 * n + 2), max(3.5, 0.5 * n + 1.5)))
     image = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    ax.set_xticks(range(n), class_names, rotation=90 if n > 6 else 0)
+    longest = max((len(str(name)) for name in class_names), default=0)
+    rotation = 90 if n > 6 else 30 if n * longest > 24 else 0
+    ax.set_xticks(range(n), class_names, rotation=rotation, ha="right" if rotation == 30 else "center")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -327,7 +333,8 @@ def plot_per_class_accuracy(
     fig, ax = _figure(ax, (6, max(2.5, 0.28 * n + 1.2)))
     bars = ax.barh(range(n), values, color="tab:blue")
     ax.set_yticks(range(n), names, fontsize=8 if n > 20 else 10)
-    ax.set_xlim(0, 1.05)
+    ax.set_xlim(0, 1.25 if n <= 40 else 1.05)  # room for the value labels
+    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_xlabel(key)
     if n <= 40:
         for bar, row in zip(bars, rows, strict=True):
@@ -453,8 +460,9 @@ def caption_samples(
         captioner: A ``Captioner`` or the path of a captioning checkpoint.
         split: Dataset split (``test``, ``val``, ...), read from the checkpoint's config.
         n: Number of images.
-        overrides: ``key=value`` config overrides, e.g. the data paths on this machine.
-        beam_size: Beam size; the checkpoint's generation settings by default.
+        overrides: ``key=value`` config overrides, e.g. the data paths on this machine or
+            ``generation.beam_size=5``.
+        beam_size: Beam size; the (overridden) generation settings of the checkpoint by default.
         seed: Seed of the random choice of images; None takes the first ``n``.
         device: Where to run a checkpoint loaded from a path.
     """
@@ -463,44 +471,47 @@ def caption_samples(
     from vision2seq.captioner import Captioner
     from vision2seq.data.caption_datasets import prepare_records
     from vision2seq.data.images import load_image
-    from vision2seq.tasks.captioning import generate_captions
 
     if not isinstance(captioner, Captioner):
         captioner = Captioner.from_checkpoint(captioner, device=device)
-    records = prepare_records(captioner.with_overrides(overrides), split)
+    config = captioner.with_overrides(overrides)
+    captioner = copy.copy(captioner)  # generation settings may be overridden too; leave the caller's as is
+    captioner.config = config
+    records = prepare_records(config, split)
     if seed is not None:
         records = random.Random(seed).sample(records, len(records))
     records = records[:n]
     originals = [load_image(r.path) for r in records]
-    pixels = torch.stack([captioner.transform(im) for im in originals]).to(captioner.device)
-    g = captioner.config.generation
-    if beam_size is None:
-        beam_size = g.beam_size if g.strategy == "beam" else 1
-    with torch.no_grad():
-        result = generate_captions(
-            captioner.model,
-            captioner.model.encoder(pixels),
-            captioner.vocab,
-            beam_size=beam_size,
-            max_len=g.max_len,
-            length_penalty=g.length_penalty,
-            return_attention=True,
-        )
-    from vision2seq.data.tokenizer import detokenize
-
-    words = [captioner.vocab.decode(tokens) for tokens in result.tokens]
-    h, w = captioner.model.encoder.grid_size
+    pixels = torch.stack([captioner.transform(im) for im in originals])
+    generated, maps = captioner.caption_tensors(pixels, beam_size=beam_size, return_attention=True)
+    words = [caption_words(text) for text in generated]
     attention: list[np.ndarray | None] = [None] * len(records)
-    if result.attention is not None:
-        attention = [a.float().cpu().numpy().reshape(a.shape[0], h, w) for a in result.attention]
+    if maps is not None:
+        attention = [m.float().numpy() for m in maps]
+        for i, (ws, m) in enumerate(zip(words, attention, strict=True)):
+            if len(ws) != len(m):  # cannot happen for captions of vocabulary words; keep one label per map
+                words[i] = [*ws[: len(m)], *["?"] * (len(m) - len(ws))]
     return CaptionSamples(
         keys=[r.key for r in records],
         images=[model_view(captioner, im) for im in originals],
-        generated=[detokenize(ws) for ws in words],
+        generated=list(generated),
         words=words,
         references=[list(r.captions) for r in records],
         attention=attention,
     )
+
+
+# A vocabulary token: a word (with inner apostrophes), <unk>, or one punctuation mark.
+_WORD = re.compile(r"<unk>|\w+(?:'\w+)*|[^\w\s]")
+
+
+def caption_words(caption: str) -> list[str]:
+    """The tokens of a generated caption, one per decoding step (so one per attention map).
+
+    Captions are the decoder's tokens joined by ``detokenize``; splitting them like the tokenizer does
+    (keeping ``<unk>`` whole) gives the tokens back.
+    """
+    return _WORD.findall(caption)
 
 
 def caption_grid(
@@ -540,7 +551,7 @@ def caption_grid(
         if references is not None:
             for ref in list(references[i])[:max_references]:
                 text += "\n" + textwrap.fill("ref: " + ref, width)
-        ax.set_xlabel(text, fontsize=8, loc="left", ha="left")
+        ax.set_xlabel(text, fontsize=8, loc="left")
     if axes is None:
         fig.tight_layout()
     return fig, flat
@@ -586,14 +597,15 @@ def plot_attention(
     *,
     ncols: int = 5,
     mode: str = "bilinear",
+    scale: str | float = "caption",
     alpha: float = 0.6,
     cmap: str = "jet",
     axes: Any = None,
 ) -> tuple[Any, np.ndarray]:
     """The image once per generated word, with that word's attention map upsampled over it.
 
-    The first panel shows the image alone. Each map is scaled to its own maximum so the focus of every
-    word is visible (the panel title gives the largest weight). With ``attention`` None (a
+    The first panel shows the image alone, titled with the weight a uniform attention would give each
+    grid cell; the others are titled with the word and its largest weight. With ``attention`` None (a
     Show-and-Tell decoder has none) only the image is drawn, with a note.
 
     Args:
@@ -602,6 +614,9 @@ def plot_attention(
         attention: ``(len(words), grid_h, grid_w)`` weights, or None.
         ncols: Panels per row.
         mode: Upsampling, ``bilinear`` or ``nearest`` (see :func:`upsample_attention`).
+        scale: Colour scale of the heat maps, all from 0: ``caption`` (default) up to the largest weight
+            of the whole caption, so words can be compared; ``word`` up to each word's own largest weight,
+            to see where even a flat map peaks; or a number (e.g. 1.0) for a fixed scale.
         alpha: Opacity of the heat map.
         cmap: Colour map of the heat map.
         axes: Axes to draw into (at least ``len(words) + 1``); a new figure by default.
@@ -620,16 +635,25 @@ def plot_attention(
     maps = np.asarray(attention, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] != len(words):
         raise ValueError(f"attention of shape {maps.shape} does not match {len(words)} words")
+    if not (isinstance(scale, int | float) or scale in ("caption", "word")):
+        raise ValueError(f"scale must be 'caption', 'word' or a number, got {scale!r}")
     heat = upsample_attention(maps, size, mode)
     fig, flat = _grid(len(words) + 1, ncols, axes, panel=(2.4, 2.6))
     flat[0].imshow(pixels)
-    flat[0].set_title(" ".join(words) if len(words) <= 6 else "(image)", fontsize=9)
+    cells = maps.shape[1] * maps.shape[2]
+    flat[0].set_title(f"{maps.shape[1]}x{maps.shape[2]} grid, uniform = {1 / cells:.2f}", fontsize=9)
     flat[0].set_axis_off()
+    caption_max = float(maps.max()) if maps.size else 1.0
     for i, word in enumerate(words):
         ax = flat[i + 1]
         ax.imshow(pixels)
-        peak = float(heat[i].max())
-        ax.imshow(heat[i] / peak if peak > 0 else heat[i], cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+        if scale == "caption":
+            vmax = caption_max
+        elif scale == "word":
+            vmax = float(maps[i].max())
+        else:
+            vmax = float(scale)
+        ax.imshow(heat[i], cmap=cmap, alpha=alpha, vmin=0, vmax=vmax if vmax > 0 else 1.0)
         ax.set_title(f"{word}  (max {maps[i].max():.2f})", fontsize=9)
         ax.set_axis_off()
     if axes is None:
