@@ -2,7 +2,9 @@
 
 Files are written atomically (temporary file, fsync, rename) so a run killed while saving leaves the
 previous checkpoint intact, and read with ``torch.load(weights_only=True)``, which refuses to execute
-code from the file: only tensors, numbers, strings and plain containers are accepted.
+code from the file: only tensors, numbers, strings and plain containers are accepted. Only the zip
+archives ``torch.save`` writes are read (never torch's legacy raw-pickle format), and every failure is a
+one-line `CheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -59,16 +61,19 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _refusal(exc: pickle.UnpicklingError) -> str:
-    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unsafely."""
+def refusal_reason(exc: pickle.UnpicklingError) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words, without torch's advice to
+    load it unsafely (``weights_only=False``) that surrounds the reason in its message."""
     text = _ANSI.sub("", str(exc))
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
     if found:
         return f"it asks to import and call {found.group(1)!r}"
     found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
     if found:
         return _one_line(found.group(1).split(". ")[0])
-    return _one_line(text) or "unsupported content"
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip() and not p.startswith(boilerplate)]
+    return _one_line(paragraphs[0]) if paragraphs else "unsupported content"
 
 
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]:
@@ -87,6 +92,12 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    if not zipfile.is_zipfile(path):
+        # Checkpoints are the zip archives torch.save writes; torch's legacy raw-pickle format is never
+        # read (it is what a truncated zip, a text file or a hand-made pickle looks like to torch.load).
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): not a torch.save zip archive"
+        )
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
             warnings.simplefilter("ignore")
@@ -95,7 +106,7 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
         # weights_only refuses globals (classes, functions) that a crafted file would need to run code,
         # and any pickle instruction outside its small safe subset.
         raise CheckpointError(
-            f"{path}: refused to load: not a vision2seq checkpoint, or unsafe ({_refusal(exc)}); only "
+            f"{path}: refused to load: not a vision2seq checkpoint, or unsafe ({refusal_reason(exc)}); only "
             "tensors and plain data are accepted, and nothing from the file was run"
         ) from None
     except MemoryError:
@@ -124,12 +135,20 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
             f"({FORMAT_VERSION}); upgrade vision2seq"
         )
     if task is not None:
-        _check_task(path, payload, task)
+        check_task(path, payload, task)
     return payload
 
 
-def _check_task(path: Path, payload: dict[str, Any], task: str) -> None:
-    """The checkpoint is for ``task`` and holds what that task's loaders read."""
+def check_task(path: str | Path, payload: dict[str, Any], task: str | None) -> None:
+    """Check that a loaded checkpoint is for ``task`` and holds what that task's loaders read.
+
+    ``load_checkpoint(path, task=...)`` runs this; callers that learn the task from the file itself
+    (``vision2seq evaluate``) can run it with ``payload.get("task")``.
+
+    Raises:
+        CheckpointError: another task (or none), or a missing/malformed ``config``, ``model`` or
+            ``extras`` entry.
+    """
     found = payload.get("task")
     if found != task:
         other = {"captioning": "vision2seq caption", "video_classification": "vision2seq classify"}
@@ -137,14 +156,17 @@ def _check_task(path: Path, payload: dict[str, Any], task: str) -> None:
         raise CheckpointError(
             f"{path}: this is a {found!r} checkpoint, but a {task!r} checkpoint is needed{hint}"
         )
+    if task not in TASK_EXTRAS:
+        known = ", ".join(sorted(TASK_EXTRAS))
+        raise CheckpointError(f"{path}: unknown checkpoint task {task!r} (expected one of {known})")
     extras = payload.get("extras")
-    needed = TASK_EXTRAS.get(task)
+    needed = TASK_EXTRAS[task]
     problems = []
     if not isinstance(payload.get("config"), dict):
         problems.append("config")
     if not isinstance(payload.get("model"), dict):
         problems.append("model")
-    if needed is not None and not (isinstance(extras, dict) and isinstance(extras.get(needed), list)):
+    if not (isinstance(extras, dict) and isinstance(extras.get(needed), list)):
         problems.append(f"extras.{needed}")
     if problems:
         raise CheckpointError(

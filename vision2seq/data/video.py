@@ -27,6 +27,10 @@ Decode strategy (`read_sampled_frames`):
 Damaged input is decoded as far as possible: a packet that fails to decode is skipped, a container that
 breaks off keeps the frames before the break, and only a video with no decodable frame at all is an
 error. Rotation metadata (the display matrix phones write) is applied, so frames come out upright.
+
+Untrusted files: only the containers of ``VIDEO_SUFFIXES`` are opened (FFmpeg never probes its other
+demuxers, such as HLS playlists that would open the files or URLs they list), only local files are read,
+and frame-folder images go through `vision2seq.data.images.load_image` (known formats, pixel limit).
 """
 
 from __future__ import annotations
@@ -43,14 +47,19 @@ from typing import NamedTuple
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
-from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vision2seq.data.images import ImageReadError, load_image
 from vision2seq.errors import UserError
 
 VIDEO_SUFFIXES = frozenset(
     {".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
 )
 FRAME_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+# FFmpeg demuxers of the containers above; no other is ever probed, whatever a file is named. Of FFmpeg's
+# 400-odd demuxers most are for images, subtitles, playlists (HLS would open the files or URLs a playlist
+# lists) and rarely exercised formats; and only local files may be opened, never a network protocol.
+DEMUXERS = "avi,mov,mp4,m4v,matroska,webm,mpeg,mpegvideo,mpegts,flv,asf,ogg"
+_CONTAINER_OPTIONS = {"format_whitelist": DEMUXERS, "protocol_whitelist": "file"}
 # Claimed length from which `read_sampled_frames` seeks instead of decoding everything (60 s at 30 fps).
 DEFAULT_SPARSE_MIN_FRAMES = 1800
 # Candidate true counts evaluated before decoding, relative to the claimed count.
@@ -113,7 +122,7 @@ class SampledFrames(NamedTuple):
 
 def _natural_key(name: str) -> list[int | str]:
     # "frame10.jpg" after "frame9.jpg": compare digit runs as numbers.
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+    return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def list_frame_files(folder: Path | str) -> list[Path]:
@@ -130,11 +139,13 @@ def list_frame_files(folder: Path | str) -> list[Path]:
 
 
 def _load_image(path: Path) -> np.ndarray:
+    # The image reader's safeguards apply to frames too: known formats only, a pixel limit checked before
+    # decoding, and every decoding failure turned into a one-line error.
     try:
-        with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise VideoDecodeError(path, f"not a readable image ({err})") from err
+        return np.asarray(load_image(path))
+    except ImageReadError as err:
+        reason = str(err).removeprefix(f"{path}: ")
+        raise VideoDecodeError(path, f"not a readable image ({reason})") from None
 
 
 def _read_folder(folder: Path, sampler: IndexSampler) -> SampledFrames:
@@ -211,12 +222,14 @@ def _open_video(path: Path, threads: int) -> Iterator[tuple[av.container.InputCo
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "empty file")
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(str(path), metadata_errors="ignore", container_options=_CONTAINER_OPTIONS)
     except PermissionError as err:
         raise VideoDecodeError(path, "permission denied") from err
     except (av.FFmpegError, UnicodeDecodeError, OSError) as err:
         raise VideoDecodeError(
-            path, f"not a video file / cannot be decoded (truncated or corrupt?): {_ffmpeg_reason(err)}"
+            path,
+            "not a video file / cannot be decoded (unsupported container, truncated or corrupt?): "
+            + _ffmpeg_reason(err),
         ) from err
     try:
         # Cover art in audio files is a one-picture "video" stream: not a video.

@@ -245,7 +245,7 @@ def align_references(
         if key in references:
             aligned[key] = list(references[key])
             continue
-        if isinstance(key, str) and key.isdigit() and int(key) in references:
+        if isinstance(key, str) and key.isdecimal() and int(key) in references:
             aligned[key] = list(references[int(key)])
             continue
         if key in ambiguous:
