@@ -111,15 +111,6 @@ def test_bad_checkpoint_api(case: str, kind: str, request, tmp_path: Path) -> No
 @pytest.mark.parametrize("command", ["caption", "classify", "evaluate"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_checkpoint_cli(case: str, command: str, request, tmp_path: Path, capsys) -> None:
-    if case == "damaged_layout" and command == "evaluate":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="evaluate.py loads with load_checkpoint(path) (task unknown until read) and then "
-                "indexes ckpt['extras'] -> KeyError traceback; it should call "
-                "vision2seq.checkpoint.check_task(path, ckpt, ckpt.get('task')) right after loading",
-            )
-        )
     tiny: TinyRun = request.getfixturevalue(SOURCE[command])
     make, reason = CASES[case]
     path = make(tmp_path, tiny.checkpoint)
@@ -190,13 +181,6 @@ def _mismatched(tiny: TinyRun, path: Path) -> Path:
     return _patched(tiny.checkpoint, path, edit)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Captioner.from_payload / VideoClassifier.from_payload call model.load_state_dict unguarded: a "
-    "state dict that does not fit the stored config raises RuntimeError (a traceback in the CLI); they "
-    "should wrap building the model and load_state_dict in try/except (RuntimeError, KeyError, ValueError, "
-    "TypeError) and raise CheckpointError(f'{source}: weights do not match the checkpoint config ...')",
-)
 @pytest.mark.parametrize("command", ["caption", "classify"])
 def test_weights_not_matching_the_config(command: str, request, tmp_path: Path, capsys) -> None:
     tiny: TinyRun = request.getfixturevalue(SOURCE[command])

@@ -257,24 +257,12 @@ def test_cli_reports_bad_images_and_uses_the_rest(command: str, tiny_captioner, 
         assert_reported(err, path.name, reason)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="__main__.cmd_evaluate and cmd_train return 0 even when images could not be read and were "
-    "skipped (reported by the feature cache); they should return EXIT_INPUT (1) like caption/classify, e.g. "
-    "when the FeatureStore's `failed` is not empty",
-)
 @pytest.mark.parametrize("command", ["evaluate", "train"])
 def test_cli_exit_status_after_skipping_bad_images(command: str, tiny_captioner, tmp_path, capsys) -> None:
     code, _, _, _ = _run_with_bad_images(command, tiny_captioner, tmp_path, capsys)
     assert code == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="without the feature cache, caption_datasets.ImageSource raises ImageReadError inside "
-    "DataLoader workers; torch re-raises it with the worker's traceback in the message, so the CLI prints "
-    "a multi-line traceback (and the first bad image stops the run instead of being skipped)",
-)
 def test_cli_evaluate_without_cache_reports_bad_images_in_workers(tiny_captioner, tmp_path, capsys) -> None:
     annotations, bad = _split_with_bad_images(tiny_captioner, tmp_path, "test")
     _, out, err = run_cli(

@@ -298,11 +298,6 @@ def test_cli_reports_bad_videos_and_uses_the_rest(command: str, tiny_video, clip
         assert_reported(err, name, reason)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="__main__.cmd_evaluate and cmd_train return 0 even when videos could not be decoded and were "
-    "skipped (reported by the feature cache); they should return EXIT_INPUT (1) like classify",
-)
 @pytest.mark.parametrize("command", ["evaluate", "train"])
 def test_cli_exit_status_after_skipping_bad_videos(command: str, tiny_video, clips, tmp_path, capsys) -> None:
     code, _, _, _ = _run_with_bad_videos(command, tiny_video, clips, tmp_path, capsys)

@@ -169,12 +169,6 @@ def test_crafted_encoder_weights_file_is_refused(tiny_captioner, tmp_path, capsy
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/encoder._load_weights_file quotes the first line of torch's UnpicklingError, which is "
-    "torch's advice to retry with weights_only=False (with ANSI escapes); it should describe the refusal "
-    "with vision2seq.checkpoint.refusal_reason(exc) for pickle.UnpicklingError",
-)
 def test_crafted_encoder_weights_message_gives_no_unsafe_advice(tiny_captioner, tmp_path, capsys) -> None:
     weights = tmp_path / "weights.pt"
     torch.save({"conv1.weight": TouchOnLoad(tmp_path / "MARKER")}, weights)

@@ -1,6 +1,7 @@
 """The ``vision2seq`` command: subcommands mapping to plain functions.
 
-Exit status: 0 success; 1 some input could not be processed (each reported as one line on stderr);
+Exit status: 0 success; 1 some input could not be processed (each reported as one line on stderr; the
+other inputs are still processed);
 2 usage error (bad arguments, unknown config key, wrong value type); 130 interrupted.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vision2seq.config import ConfigError
-from vision2seq.errors import UserError
+from vision2seq.errors import UserError, report, skipped_count
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -42,16 +43,14 @@ def cmd_caption(args: argparse.Namespace) -> int:
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
     paths, missing = find_images(args.paths)
     for line in missing:
-        print(line, file=sys.stderr)
+        report(line)
     generation = {"beam_size": args.beam_size, "max_len": args.max_len}
-    failed = bool(missing)
     rows = []
     for result in captioner.caption_files(
         paths, batch_size=args.batch_size, num_workers=args.workers, **generation
     ):
         if result.error:
-            failed = True
-            print(result.error, file=sys.stderr)
+            report(result.error)
             continue
         if args.json:
             rows.append({"file": result.file, "caption": result.caption})
@@ -59,7 +58,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
             print(f"{result.file}\t{result.caption}", flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
-    return EXIT_INPUT if failed else EXIT_OK
+    return EXIT_OK
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -68,8 +67,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
     paths, missing = find_videos(args.paths)
     for line in missing:
-        print(line, file=sys.stderr)
-    failed = bool(missing)
+        report(line)
     top_k = args.top_k or (5 if args.json else 1)
     if args.stream:
         for path in paths:
@@ -81,16 +79,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
                         flush=True,
                     )
             except UserError as exc:
-                failed = True
-                print(exc, file=sys.stderr)
-        return EXIT_INPUT if failed else EXIT_OK
+                report(str(exc))
+        return EXIT_OK
     rows = []
     for result in classifier.classify(
         paths, top_k=top_k, batch_size=args.batch_size, num_workers=args.workers
     ):
         if result.error:
-            failed = True
-            print(result.error, file=sys.stderr)
+            report(result.error)
         elif args.json:
             rows.append({"file": result.file, "labels": [{"label": n, "score": s} for n, s in result.labels]})
         else:
@@ -98,7 +94,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 print(f"{result.file}\t{name}\t{score:.4f}", flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
-    return EXIT_INPUT if failed else EXIT_OK
+    return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -216,8 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    skipped_before = skipped_count()
     try:
-        return args.func(args)
+        code = args.func(args)
+        # Inputs that were reported and skipped (bad files among good ones) make the run exit 1.
+        return EXIT_INPUT if code == EXIT_OK and skipped_count() > skipped_before else code
     except ConfigError as exc:
         print(f"vision2seq {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vision2seq.checkpoint import load_checkpoint
+from vision2seq.checkpoint import load_checkpoint, restore_model
 from vision2seq.config import CaptioningConfig, config_from_dict, with_overrides
 from vision2seq.data.images import ImageFiles, collate_good, load_image
 from vision2seq.data.tokenizer import detokenize
@@ -65,8 +65,9 @@ class Captioner:
         """Build from an already loaded checkpoint dict (see ``checkpoint.load_checkpoint``)."""
         config = config_from_dict(ckpt["config"], source=source)
         vocab = Vocabulary(ckpt["extras"]["vocab"])
-        model = build_caption_model(config, len(vocab), load_weights=False)
-        model.load_state_dict(ckpt["model"])
+        model = restore_model(
+            source, lambda: build_caption_model(config, len(vocab), load_weights=False), ckpt["model"]
+        )
         return cls(model, vocab, config, resolve_device(device))
 
     def with_overrides(self, overrides: Sequence[str]) -> CaptioningConfig:

@@ -15,10 +15,12 @@ import re
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from vision2seq.errors import UserError
 
@@ -137,6 +139,21 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
     if task is not None:
         check_task(path, payload, task)
     return payload
+
+
+def restore_model(path: str | Path, build: Callable[[], nn.Module], state: dict[str, Any]) -> nn.Module:
+    """``build()`` the model a checkpoint's config describes and load its weights into it.
+
+    Raises:
+        CheckpointError: the stored weights do not fit the stored config (edited or damaged file).
+    """
+    try:
+        model = build()
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        reason = _one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise CheckpointError(f"{path}: weights do not match the checkpoint's config ({reason})") from None
+    return model
 
 
 def check_task(path: str | Path, payload: dict[str, Any], task: str | None) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vision2seq.checkpoint import load_checkpoint
+from vision2seq.checkpoint import load_checkpoint, restore_model
 from vision2seq.config import VideoConfig, config_from_dict, with_overrides
 from vision2seq.data.images import collate_good
 from vision2seq.data.video import VIDEO_SUFFIXES, iter_frames
@@ -95,8 +95,9 @@ class VideoClassifier:
     def from_payload(cls, ckpt: dict, source: str, device: str = "auto") -> VideoClassifier:
         config = config_from_dict(ckpt["config"], source=source)
         names = list(ckpt["extras"]["labels"])
-        model = build_video_model(config, len(names), load_weights=False)
-        model.load_state_dict(ckpt["model"])
+        model = restore_model(
+            source, lambda: build_video_model(config, len(names), load_weights=False), ckpt["model"]
+        )
         return cls(model, names, config, resolve_device(device))
 
     def with_overrides(self, overrides: Sequence[str]) -> VideoConfig:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from vision2seq.checkpoint import load_checkpoint, save_checkpoint
 from vision2seq.config import ExperimentConfig, TrainConfig, config_to_dict
 from vision2seq.distributed import SINGLE, DistContext, resolve_device
-from vision2seq.errors import UserError
+from vision2seq.errors import UserError, report
 
 
 class Evaluator(Protocol):
@@ -259,7 +259,7 @@ def _train_epoch(
     )
     for batch in bar:
         run.batch_in_epoch += 1
-        if batch is None:  # every item of the batch was unreadable (each already reported)
+        if not _report_skipped(batch):  # nothing in the batch could be read
             continue
         batch = move_to(batch, device)
         with autocast(device, cfg.amp):
@@ -352,7 +352,7 @@ def evaluate(
         disable=None if progress else True,
         file=sys.stderr,
     ):
-        if batch is None:
+        if not _report_skipped(batch):
             continue
         batch = move_to(batch, device)
         with autocast(device, amp):
@@ -372,6 +372,17 @@ def evaluate(
                 evaluator.update(predictions, batch)
         metrics = evaluator.compute()
     return dist.broadcast_object(metrics)
+
+
+def _report_skipped(batch: Any) -> bool:
+    """Report the batch's unreadable items (``errors``) and say whether anything is left to use."""
+    if batch is None:
+        return False
+    if isinstance(batch, dict):
+        for message in batch.pop("errors", ()):
+            report(message)
+        return bool(batch)
+    return True
 
 
 def _without_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vision2seq.checkpoint import load_checkpoint
+from vision2seq.checkpoint import check_task, load_checkpoint
 from vision2seq.engine import evaluate
 
 
@@ -19,6 +19,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Metrics of the checkpoint at ``path`` on ``split`` (BLEU-1..4 for captions, accuracy for clips)."""
     ckpt = load_checkpoint(path)
+    check_task(path, ckpt, ckpt.get("task"))
     if ckpt.get("task") == "video_classification":
         from vision2seq.classifier import evaluate_video_checkpoint
 

@@ -3,7 +3,6 @@ one item per image with its references for evaluation."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +55,12 @@ class CaptionPairs(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any] | str:
         image, caption = self.pairs[index]
-        return {self.source.input_key: self.source(image), "caption": torch.tensor(caption)}
+        try:
+            return {self.source.input_key: self.source(image), "caption": torch.tensor(caption)}
+        except ImageReadError as exc:
+            return str(exc)  # reported by the training loop, which skips the item
 
 
 class CaptionedImages(Dataset):
@@ -70,14 +72,23 @@ class CaptionedImages(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> dict[str, Any] | str:
         r = self.records[index]
-        return {self.source.input_key: self.source(index), "key": r.key, "references": r.captions}
+        try:
+            return {self.source.input_key: self.source(index), "key": r.key, "references": r.captions}
+        except ImageReadError as exc:
+            return str(exc)
 
 
-def collate_captions(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack inputs, right-pad captions with ``<pad>`` (id 0), keep keys/references as lists."""
-    batch: dict[str, Any] = {}
+def collate_captions(items: list[dict[str, Any] | str]) -> dict[str, Any]:
+    """Stack inputs, right-pad captions with ``<pad>`` (id 0), keep keys/references as lists.
+
+    Items that could not be read (error lines) travel as ``errors``, for the loop to report.
+    """
+    batch: dict[str, Any] = {"errors": [it for it in items if isinstance(it, str)]}
+    items = [it for it in items if not isinstance(it, str)]
+    if not items:
+        return batch
     for name in ("features", "images"):
         if name in items[0]:
             batch[name] = torch.stack([it[name] for it in items])
@@ -94,10 +105,6 @@ class CaptionData:
     vocab: Vocabulary
     train: DataLoader
     val: DataLoader
-
-
-def report_line(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def prepare_records(config: CaptioningConfig, split: str | list[str]) -> list[CaptionedImage]:
@@ -147,7 +154,6 @@ def image_sources(
         shape,
         batch_size=config.train.batch_size,
         num_workers=config.train.num_workers,
-        report=report_line,
         dist=dist,
     )
     sources = []

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
+from vision2seq.errors import report as report_skipped
 
 
 def default_cache_root() -> Path:
@@ -104,7 +105,7 @@ def cached_features(
     *,
     batch_size: int = 64,
     num_workers: int = 2,
-    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    report: Callable[[str], None] = report_skipped,
     dist: DistContext = SINGLE,
 ) -> FeatureStore:
     """Load the cache for ``fingerprint``, building it first when absent.
@@ -126,7 +127,11 @@ def cached_features(
     """
     directory = root / fingerprint[:24]
     if FeatureStore.is_complete(directory):
-        return FeatureStore(directory)
+        store = FeatureStore(directory)
+        if dist.is_main:
+            for message in store.failed.values():  # still skipped: say so again
+                report(message)
+        return store
     # Rank 0 names the build folder for all ranks; the pid keeps concurrent jobs apart.
     tmp = root / dist.broadcast_object(f".{fingerprint[:24]}.{os.getpid()}.tmp")
     if dist.is_main:

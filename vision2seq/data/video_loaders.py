@@ -10,7 +10,6 @@ epochs never decode video or run the CNN; temporal jitter is limited to the cach
 from __future__ import annotations
 
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,22 +162,21 @@ class DecodedClips(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, index: int) -> dict[str, Any] | str:
         try:
             frames, label = self.clips.load(index)
         except VideoDecodeError as exc:
-            print(exc, file=sys.stderr)  # reported and skipped; the batch goes on without it
-            return None
+            return str(exc)  # reported by the training loop, which skips the clip
         return {"frames": frames, "label": label}
 
 
-def collate_clips(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Stack the clips that decoded; None when none of the batch did."""
-    items = [it for it in items if it is not None]
-    if not items:
-        return None
-    batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "label"}
-    batch["label"] = torch.tensor([it["label"] for it in items])
+def collate_clips(items: list[dict[str, Any] | str]) -> dict[str, Any]:
+    """Stack the clips that decoded; the others travel as ``errors``, for the loop to report."""
+    batch: dict[str, Any] = {"errors": [it for it in items if isinstance(it, str)]}
+    items = [it for it in items if not isinstance(it, str)]
+    if items:
+        batch.update({k: torch.stack([it[k] for it in items]) for k in items[0] if k != "label"})
+        batch["label"] = torch.tensor([it["label"] for it in items])
     return batch
 
 

@@ -9,6 +9,7 @@ so it is identical at training and prediction time.
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
+from vision2seq.checkpoint import refusal_reason
 from vision2seq.errors import UserError
 
 # Top-level children from which the classifier head begins; everything before them is the trunk.
@@ -218,6 +220,8 @@ def _load_weights_file(model: nn.Module, path: Path) -> None:
         raise UserError(f"{path}: encoder weights file not found (model.encoder.weights)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(f"{path}: refused to load encoder weights: {refusal_reason(exc)}") from None
     except Exception as exc:
         raise UserError(f"{path}: not a readable state-dict file ({str(exc).splitlines()[0]})") from None
     for wrapper in ("state_dict", "model"):
