@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import re
 import tempfile
 import warnings
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -189,3 +191,24 @@ def check_task(path: str | Path, payload: dict[str, Any], task: str | None) -> N
         raise CheckpointError(
             f"{path}: damaged {task!r} checkpoint: missing or malformed {', '.join(problems)}"
         )
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) RNG states, as plain data a checkpoint can hold."""
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore states saved by ``rng_state`` (a resumed run draws the same numbers)."""
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

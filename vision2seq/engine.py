@@ -8,7 +8,6 @@ with RNG state, early stopping, progress bars and a metrics CSV (plus TensorBoar
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 import sys
@@ -24,10 +23,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vision2seq.checkpoint import load_checkpoint, save_checkpoint
+from vision2seq.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vision2seq.config import ExperimentConfig, TrainConfig, config_to_dict
 from vision2seq.distributed import SINGLE, DistContext, resolve_device
 from vision2seq.errors import UserError, report
+from vision2seq.optim import build_optimizer, build_scheduler
+from vision2seq.run_log import log_epoch, tensorboard_writer
 
 
 class Evaluator(Protocol):
@@ -122,10 +123,10 @@ def fit(
     device = device or resolve_device(cfg.device)
     model.to(device)
     trained = _wrap_ddp(model, device, dist)
-    optimizer = _build_optimizer(task.parameter_groups(model), cfg)
+    optimizer = build_optimizer(task.parameter_groups(model), cfg)
     steps_per_epoch = max(1, len(train_loader))
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    scheduler = _build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
+    scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     monitor = cfg.monitor or task.monitor
     run = _Run()
@@ -138,7 +139,7 @@ def fit(
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         run = _Run(**{k: ckpt[k] for k in vars(run)})
-        _set_rng_state(ckpt["rng"][dist.rank] if dist.world_size == len(ckpt["rng"]) else ckpt["rng"][0])
+        set_rng_state(ckpt["rng"][dist.rank] if dist.world_size == len(ckpt["rng"]) else ckpt["rng"][0])
     elif (out / "last.pt").exists():
         raise UserError(
             f"{out}: holds an earlier run (last.pt); pass --resume to continue it, "
@@ -147,11 +148,11 @@ def fit(
     dist.barrier()  # nobody writes into output_dir before everybody has read last.pt
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    writer = _tensorboard(out) if dist.is_main else None
+    writer = tensorboard_writer(out) if dist.is_main else None
     show = progress and dist.is_main
 
     def save(names: list[str], metrics: dict[str, float]) -> None:
-        rng = dist.all_gather_object(_rng_state())
+        rng = dist.all_gather_object(rng_state())
         if dist.is_main:
             payload = {
                 "task": task.name,
@@ -206,7 +207,7 @@ def fit(
                 "seconds": round(time.perf_counter() - start, 3),
                 **metrics,
             }
-            _log(out, row, writer)
+            log_epoch(out, row, writer)
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
             print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr)
         save(["best.pt", "last.pt"] if improved else ["last.pt"], metrics)
@@ -390,86 +391,9 @@ def _without_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k not in ("images", "frames", "features")}
 
 
-def _build_optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = [g for g in groups if any(p.requires_grad for p in g["params"])]
-    for g in groups:
-        g["params"] = [p for p in g["params"] if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int
-) -> Any:
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.lr_gamma, patience=1
-        )
-
-    def factor(step: int) -> float:  # stepped once per optimiser step
-        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-        if cfg.scheduler == "cosine":
-            progress = min(1.0, step / max(1, total_steps))
-            return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
-        if cfg.scheduler == "step":
-            return warm * cfg.lr_gamma ** (step // (cfg.lr_step_epochs * steps_per_epoch))
-        return warm
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _batch_size(batch: Any) -> int:
     if isinstance(batch, Mapping):
         for value in batch.values():
             if isinstance(value, torch.Tensor) and value.dim() > 0:
                 return value.shape[0]
     return 1
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _log(out: Path, row: dict[str, Any], writer: Any) -> None:
-    path = out / "metrics.csv"
-    fields = list(row)
-    if path.exists():
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), None)
-        if header:
-            fields = header + [k for k in row if k not in header]
-    rewrite = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        if rewrite:
-            w.writeheader()
-        w.writerow(row)
-    if writer is not None:
-        for key, value in row.items():
-            if key != "epoch" and isinstance(value, int | float):
-                writer.add_scalar(key, value, row["epoch"])
-
-
-def _tensorboard(out: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
