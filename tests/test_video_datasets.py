@@ -19,11 +19,10 @@ from video_fixtures import (
 )
 
 from vision2seq.data.video import VideoDecodeError
+from vision2seq.data.video_clips import VideoClipDataset, collate_skip_none
 from vision2seq.data.video_datasets import (
-    VideoClipDataset,
     VideoList,
     VideoSample,
-    collate_skip_none,
     parse_class_folders,
     parse_csv,
     parse_hmdb51,

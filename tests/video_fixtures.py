@@ -8,64 +8,13 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image
 
-# Codec -> pixel format it can encode from RGB. yuv444p lets libx264 take odd frame sizes.
-_PIX_FMT = {"mpeg4": "yuv420p", "libx264": "yuv444p", "mjpeg": "yuvj420p", "mpeg2video": "yuv420p"}
-
-# FFmpeg's FF_QP2LAMBDA: global_quality is a quantiser in lambda units.
-_QP2LAMBDA = 118
-
-
-def write_video(
-    path: Path | str,
-    frames: np.ndarray,
-    fps: float = 25,
-    codec: str = "mpeg4",
-    *,
-    rotation: int | None = None,
-    keyframe_interval: int | None = None,
-    quality: int | None = 2,
-) -> Path:
-    """Encode ``frames`` (T, H, W, 3) uint8 RGB into ``path``; the container follows the suffix.
-
-    Args:
-        path: Output file (``.avi``, ``.mp4``, ``.mkv``, ...).
-        frames: The RGB frames.
-        fps: Frame rate.
-        codec: Any PyAV encoder, e.g. ``"mpeg4"`` (Xvid-like, as UCF101/HMDB51) or ``"libx264"``.
-        rotation: Display-matrix rotation in degrees counter-clockwise (what phones write), if any.
-        keyframe_interval: GOP size; ``None`` keeps the encoder's default.
-        quality: Fixed quantiser for mpeg4/mjpeg (lower is better) so colours survive coding.
-
-    Returns:
-        The path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.asarray(frames, dtype=np.uint8)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = _PIX_FMT.get(codec, "yuv420p")
-        if keyframe_interval is not None:
-            stream.codec_context.gop_size = keyframe_interval
-        if quality is not None and codec in ("mpeg4", "mjpeg"):
-            stream.codec_context.qscale = True  # fixed quantiser instead of the 200 kb/s default
-            stream.codec_context.global_quality = quality * _QP2LAMBDA
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from vision2seq.synthetic import write_video  # the one video writer, re-exported for the tests
 
 
 def moving_square_frames(

@@ -22,7 +22,8 @@ from vision2seq.checkpoint import load_checkpoint, restore_model
 from vision2seq.config import VideoConfig, config_from_dict, with_overrides
 from vision2seq.data.images import collate_good
 from vision2seq.data.video import VIDEO_SUFFIXES, iter_frames
-from vision2seq.data.video_datasets import VideoClipDataset, VideoSample
+from vision2seq.data.video_clips import VideoClipDataset
+from vision2seq.data.video_datasets import VideoSample
 from vision2seq.data.video_loaders import IndexedClips
 from vision2seq.engine import resolve_device
 from vision2seq.tasks.video_classification import VideoClassificationTask, VideoModel, build_video_model

@@ -37,6 +37,9 @@ MOTION_CLASSES: dict[str, tuple[int, int]] = {
     "MoveDown": (1, 0),
 }
 
+# Codec -> pixel format it can encode from RGB. yuv444p lets libx264 take odd frame sizes.
+_PIX_FMT = {"mpeg4": "yuv420p", "libx264": "yuv444p", "mjpeg": "yuvj420p", "mpeg2video": "yuv420p"}
+
 # FFmpeg's FF_QP2LAMBDA: global_quality is a quantiser in lambda units.
 _QP2LAMBDA = 118
 
@@ -88,16 +91,28 @@ def motion_frames(
 
 
 def write_video(
-    path: str | Path, frames: np.ndarray, fps: float = 25, codec: str = "mpeg4", quality: int = 2
+    path: str | Path,
+    frames: np.ndarray,
+    fps: float = 25,
+    codec: str = "mpeg4",
+    *,
+    rotation: int | None = None,
+    keyframe_interval: int | None = None,
+    quality: int | None = 2,
 ) -> Path:
     """Encode ``(T, H, W, 3)`` uint8 RGB frames into ``path`` (container from the suffix) with PyAV.
 
     Args:
-        path: Output file, e.g. ``clip.avi``; parent folders are created.
-        frames: The frames; H and W must be even for ``yuv420p`` codecs.
+        path: Output file (``.avi``, ``.mp4``, ``.mkv``, ...); parent folders are created.
+        frames: The frames; H and W must be even for ``yuv420p`` codecs (``libx264`` is encoded as
+            ``yuv444p``, which takes odd sizes).
         fps: Frame rate.
-        codec: A PyAV encoder; ``mpeg4`` (Xvid-like, as UCF101 ships) by default.
-        quality: Fixed quantiser for ``mpeg4``/``mjpeg`` (lower is better).
+        codec: Any PyAV encoder, e.g. ``"mpeg4"`` (Xvid-like, as UCF101/HMDB51 ship; the default) or
+            ``"libx264"``.
+        rotation: Display-matrix rotation in degrees counter-clockwise (what phones write), if any.
+        keyframe_interval: GOP size; ``None`` keeps the encoder's default.
+        quality: Fixed quantiser for ``mpeg4``/``mjpeg`` (lower is better), so small clips' colours
+            survive coding; ``None`` keeps the encoder's default bit rate.
 
     Returns:
         The path written.
@@ -110,10 +125,14 @@ def write_video(
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        if codec in ("mpeg4", "mjpeg"):
-            stream.codec_context.qscale = True  # a fixed quantiser keeps small clips' colours
+        stream.pix_fmt = _PIX_FMT.get(codec, "yuv420p")
+        if keyframe_interval is not None:
+            stream.codec_context.gop_size = keyframe_interval
+        if quality is not None and codec in ("mpeg4", "mjpeg"):
+            stream.codec_context.qscale = True  # fixed quantiser instead of the 200 kb/s default
             stream.codec_context.global_quality = quality * _QP2LAMBDA
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

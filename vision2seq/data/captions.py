@@ -8,11 +8,11 @@ COCO files (``captions_train2014.json``) hold one split each: ``{"images": [{"id
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vision2seq import jsonfiles
 from vision2seq.data.tokenizer import tokenize
 from vision2seq.errors import UserError
 
@@ -36,19 +36,8 @@ class CaptionedImage:
 
 
 def read_json(path: str | Path) -> Any:
-    """Parse a JSON file, with errors that name the file and the position."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(
-            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"{path}: cannot read ({exc})") from None
+    """Parse a JSON file, with `AnnotationError` s that name the file and the position."""
+    return jsonfiles.read_json(path, error=AnnotationError, position_sep=" ")
 
 
 def load_caption_dataset(

@@ -30,8 +30,8 @@ from vision2seq.data.images import collate_good
 from vision2seq.data.samplers import EpochSampler, ShardSampler
 from vision2seq.data.sampling import sample_clip_indices, sample_multi_clip_indices
 from vision2seq.data.video import VideoDecodeError
+from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import (
-    VideoClipDataset,
     VideoList,
     VideoSample,
     parse_class_folders,

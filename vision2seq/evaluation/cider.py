@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vision2seq.evaluation._common import CorpusScore, check_corpus
 from vision2seq.evaluation.bleu import ngram_counts
 
 __all__ = ["CiderResult", "corpus_cider"]
@@ -69,22 +70,12 @@ def _similarity(candidate: _Vector, reference: _Vector) -> list[float]:
     return values
 
 
-@dataclass
-class CiderResult:
-    """CIDEr-D over a set of images.
-
-    Attributes:
-        score: Mean CIDEr-D over the images.
-        per_image: CIDEr-D of each image, in input order.
-    """
-
-    score: float
-    per_image: list[float]
+CiderResult = CorpusScore  # CIDEr-D over a set of images: mean and per-image scores
 
 
 def corpus_cider(
     candidates: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]]
-) -> CiderResult:
+) -> CorpusScore:
     """Compute CIDEr-D of tokenized candidates against tokenized references.
 
     Args:
@@ -97,13 +88,7 @@ def corpus_cider(
     Raises:
         ValueError: If the inputs differ in length, are empty, or an image has no reference.
     """
-    if len(candidates) != len(references):
-        raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
-    if not candidates:
-        raise ValueError("CIDEr needs at least one candidate")
-    if any(len(refs) == 0 for refs in references):
-        raise ValueError("CIDEr needs at least one reference per candidate")
-
+    check_corpus(candidates, references, "CIDEr")
     ref_counts = [[ngram_counts(ref, _MAX_N) for ref in refs] for refs in references]
     doc_freq: dict[tuple[str, ...], float] = defaultdict(float)
     for counts_of_image in ref_counts:
@@ -120,4 +105,4 @@ def corpus_cider(
             totals = [t + s for t, s in zip(totals, sims, strict=True)]
         # Mean over n-gram orders, then over references, times 10 (the reference's order of operations).
         per_image.append(sum(totals) / _MAX_N / len(counts_of_image) * 10.0)
-    return CiderResult(score=sum(per_image) / len(per_image), per_image=per_image)
+    return CorpusScore(score=sum(per_image) / len(per_image), per_image=per_image)

@@ -12,39 +12,19 @@ its stem (``391895`` for ``COCO_val2014_000000391895.jpg``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
 from vision2seq.errors import UserError
+from vision2seq.jsonfiles import read_json
 
 __all__ = ["align_references", "load_coco_references", "load_coco_results", "load_karpathy_references"]
 
 ImageKey = Hashable
 
 _MAX_LISTED = 5  # how many offending keys a message names before "..."
-
-
-def _read_json(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a JSON file") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}): expected a JSON file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(
-            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
 
 
 def _listed(keys: list[Any]) -> str:
@@ -79,7 +59,7 @@ def load_coco_results(path: str | Path) -> dict[int | str, str]:
             image twice (the COCO evaluation scores exactly one caption per image).
     """
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         kind = (
             f"an object with keys {_listed(sorted(data))}" if isinstance(data, dict) else type(data).__name__
@@ -119,7 +99,7 @@ def load_coco_references(path: str | Path) -> dict[int | str, list[str]]:
         UserError: If the file is missing, is not valid JSON, or has no usable ``annotations`` list.
     """
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or "annotations" not in data:
         raise UserError(f'{path}: expected a COCO annotation object with an "annotations" list')
     annotations = data["annotations"]
@@ -156,7 +136,7 @@ def load_karpathy_references(path: str | Path, split: str) -> dict[int | str, li
             exist), or keys repeat.
     """
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise UserError(f'{path}: expected a Karpathy split object with an "images" list')
     chosen: list[tuple[int, dict[str, Any]]] = []
@@ -279,7 +259,7 @@ def score_caption_files(
     from vision2seq.evaluation.captions import score_captions
 
     results = load_coco_results(predictions)
-    data = _read_json(references)
+    data = read_json(references)
     if isinstance(data, dict) and "annotations" in data:
         refs = load_coco_references(references)
     else:

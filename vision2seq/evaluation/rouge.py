@@ -12,7 +12,8 @@ token (so an empty candidate scores 0).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from vision2seq.evaluation._common import CorpusScore, check_corpus
 
 __all__ = ["RougeResult", "corpus_rouge_l", "lcs_length", "sentence_rouge_l"]
 
@@ -63,22 +64,12 @@ def sentence_rouge_l(candidate: Sequence[str], references: Sequence[Sequence[str
     return (1 + _BETA**2) * best_precision * best_recall / (best_recall + _BETA**2 * best_precision)
 
 
-@dataclass
-class RougeResult:
-    """ROUGE-L over a set of images.
-
-    Attributes:
-        score: Mean ROUGE-L over the images.
-        per_image: ROUGE-L of each image, in input order.
-    """
-
-    score: float
-    per_image: list[float]
+RougeResult = CorpusScore  # ROUGE-L over a set of images: mean and per-image scores
 
 
 def corpus_rouge_l(
     candidates: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]]
-) -> RougeResult:
+) -> CorpusScore:
     """Compute ROUGE-L per image and its mean.
 
     Args:
@@ -91,9 +82,6 @@ def corpus_rouge_l(
     Raises:
         ValueError: If the inputs differ in length, are empty, or an image has no reference.
     """
-    if len(candidates) != len(references):
-        raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
-    if not candidates:
-        raise ValueError("ROUGE-L needs at least one candidate")
+    check_corpus(candidates, references, "ROUGE-L")
     per_image = [sentence_rouge_l(c, r) for c, r in zip(candidates, references, strict=True)]
-    return RougeResult(score=sum(per_image) / len(per_image), per_image=per_image)
+    return CorpusScore(score=sum(per_image) / len(per_image), per_image=per_image)
