@@ -124,7 +124,7 @@ class CaptionDataConfig:
     max_caption_len: int = 30
     """Training captions are truncated to this many tokens."""
     cache_features: bool = True
-    """Cache a frozen encoder's features on disk (memory-mapped) so epochs never re-run the CNN."""
+    """Cache a frozen encoder's features on disk (read row by row) so epochs never re-run the CNN."""
     cache_dir: str | None = None
     """Feature-cache folder; null uses ``$VISION2SEQ_CACHE`` or ``~/.cache/vision2seq``."""
     max_val_images: int | None = None
@@ -190,7 +190,7 @@ class VideoDataConfig:
     test_clips: int = 1
     """Clips per video at evaluation time; their softmax scores are averaged (video-level accuracy)."""
     cache_features: bool = True
-    """Cache a frozen encoder's per-frame features (memory-mapped) so epochs never decode video."""
+    """Cache a frozen encoder's per-frame features on disk so epochs never decode video."""
     cache_frames: int = 32
     """Frames per video in the feature cache, spread evenly; clips are sampled from these."""
     cache_dir: str | None = None

@@ -181,7 +181,7 @@ def build_caption_data(
     )
     train_set = CaptionPairs(train_records, train_source, vocab, d.max_caption_len)
     val_set = CaptionedImages(val_records, val_source)
-    # Cached features are memory-mapped reads: worker processes would only add overhead.
+    # Cached features are small reads from disk: worker processes would only add overhead.
     workers = 0 if train_source.store is not None else t.num_workers
     train = DataLoader(
         train_set,

@@ -1,4 +1,4 @@
-"""On-disk feature cache for a frozen encoder: computed once, memory-mapped, never read half-written.
+"""On-disk feature cache for a frozen encoder: computed once, read row by row, never read half-written.
 
 A cache lives in ``<root>/<fingerprint>/``: ``features.npy`` (float16, one row per item) and
 ``meta.json`` (item keys, failed items). The fingerprint hashes the encoder's weights, its
@@ -59,7 +59,12 @@ def files_fingerprint(paths: Sequence[Path]) -> str:
 
 
 class FeatureStore:
-    """A complete cache, memory-mapped read-only: ``store[row]`` -> float32 tensor."""
+    """A complete cache: ``store[row]`` -> float32 tensor, read from disk on demand.
+
+    Rows are read with ``os.pread`` rather than through a memory map: the bytes then live in the OS
+    page cache, not in this process, so its resident memory stays flat however large the cache is
+    (a memory map counts every page it has touched as resident; measured in ``benchmarks/``).
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -67,27 +72,41 @@ class FeatureStore:
         self.keys: list[str] = meta["keys"]
         self.failed: dict[str, str] = meta["failed"]
         self.rows = {key: i for i, key in enumerate(self.keys)}
-        self._array: np.ndarray | None = None
+        header = np.load(directory / "features.npy", mmap_mode="r")  # reads the .npy header only
+        self.shape: tuple[int, ...] = tuple(header.shape)
+        self.dtype = header.dtype
+        self._offset = header.offset
+        self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        del header
+        self._fd: int | None = None
 
     @property
     def array(self) -> np.ndarray:
-        # Opened lazily, so pickling the store into DataLoader workers never copies the features.
-        if self._array is None:
-            self._array = np.load(self.directory / "features.npy", mmap_mode="r")
-        return self._array
+        """The whole cache as a read-only memory map (for inspection; training reads rows)."""
+        return np.load(self.directory / "features.npy", mmap_mode="r")
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_array": None}
+        return {**self.__dict__, "_fd": None}  # each DataLoader worker opens its own descriptor
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
-        return tuple(self.array.shape[1:])
+        return self.shape[1:]
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def __getitem__(self, row: int) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.array[row], dtype=np.float32))
+        if not 0 <= row < self.shape[0]:
+            raise IndexError(f"row {row} out of range for a cache of {self.shape[0]} rows")
+        if self._fd is None:
+            self._fd = os.open(self.directory / "features.npy", os.O_RDONLY)
+        data = os.pread(self._fd, self._row_bytes, self._offset + row * self._row_bytes)
+        values = np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
+        return torch.from_numpy(values.astype(np.float32))
 
     @staticmethod
     def is_complete(directory: Path) -> bool:
