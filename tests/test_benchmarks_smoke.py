@@ -28,7 +28,6 @@ EXPECTED = {
     "video_loader_feeding_encoder",
     "memory_peak_rss_ratio",
     "memory_peak_anon_ratio",
-    "memory_peak_rss_ratio_pread",
     "cuda_bf16_encoder_speedup",
     "cuda_bf16_train_step_speedup",
 }
