@@ -273,8 +273,9 @@ class AttentionDecoder(CaptionDecoder):
         context = torch.bmm(alpha, memory)  # (B, G, D)
         return context.view(-1, feature_dim), alpha.view(-1, positions)
 
-    def decode_step(self, words: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor]:
-        """One LSTM step from embedded words ``(B * G, E)``; returns logits ``(B * G, V)``, state, alpha."""
+    def recurrent_step(self, words: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor]:
+        """Attention + LSTM for embedded words ``(B * G, E)``; returns the output layer's input
+        ``(B * G, H)`` (after dropout), the new state and the attention weights."""
         assert state.memory is not None and state.memory_proj is not None
         query = state.h[:, -1]  # (B*G, H) top layer's previous hidden state
         context, alpha = self.attend(query, state.memory, state.memory_proj)  # (B*G, D), (B*G, N)
@@ -286,20 +287,26 @@ class AttentionDecoder(CaptionDecoder):
             hs.append(h)
             cs.append(c)
             x = self.dropout(h)  # input of the next layer, or of the output layer after the last one
-        logits = self.fc(x)  # (B*G, V)
-        return logits, replace(state, h=torch.stack(hs, dim=1), c=torch.stack(cs, dim=1)), alpha
+        return x, replace(state, h=torch.stack(hs, dim=1), c=torch.stack(cs, dim=1)), alpha
+
+    def decode_step(self, words: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor]:
+        """One step from embedded words ``(B * G, E)``; returns logits ``(B * G, V)``, state, alpha."""
+        x, state, alpha = self.recurrent_step(words, state)
+        return self.fc(x), state, alpha
 
     def forward(self, features: Tensor, captions: Tensor) -> DecoderOutput:
         """Teacher-forced decoding of ``captions`` ``(B, L)``; see ``DecoderOutput``."""
         _check_captions(captions)
         state = self.init_state(features)
         words = self.embed(captions[:, :-1])  # (B, L-1, E)
-        logits, alphas = [], []
+        outputs, alphas = [], []
         for t in range(words.size(1)):
-            step_logits, state, alpha = self.decode_step(words[:, t], state)
-            logits.append(step_logits)
+            x, state, alpha = self.recurrent_step(words[:, t], state)
+            outputs.append(x)
             alphas.append(alpha)
-        return DecoderOutput(logits=torch.stack(logits, dim=1), alphas=torch.stack(alphas, dim=1))
+        # One large output projection instead of one per step (the biggest matrix of the decoder).
+        logits = self.fc(torch.stack(outputs, dim=1))  # (B, L-1, V)
+        return DecoderOutput(logits=logits, alphas=torch.stack(alphas, dim=1))
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
         logits, state, alpha = self.decode_step(self.embed(tokens), state)
