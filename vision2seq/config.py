@@ -73,6 +73,11 @@ class TrainConfig:
     """Validate every this many epochs."""
     num_workers: int = 2
     """DataLoader worker processes (image/video decoding happens in the workers)."""
+    pin_memory: bool | None = None
+    """Page-locked batches for faster host-to-GPU copies; null: on when training on CUDA."""
+    persistent_workers: bool | None = None
+    """Keep loader workers alive between epochs; null: on, except for loaders whose items depend on the
+    epoch (randomly sampled video frames decoded in the workers)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     resume: bool = False

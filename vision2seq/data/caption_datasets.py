@@ -21,7 +21,7 @@ from vision2seq.data.features import (
     module_fingerprint,
 )
 from vision2seq.data.images import ImageFiles, ImageReadError, collate_good, load_image
-from vision2seq.data.samplers import EpochSampler, ShardSampler
+from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.models.encoder import ImageEncoder
@@ -189,9 +189,8 @@ def build_caption_data(
         sampler=EpochSampler(len(train_set), config.seed, dist.rank, dist.world_size),
         num_workers=workers,
         collate_fn=collate_captions,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG for the model
+        **loader_options(t, train_set, workers, device),
     )
     val = eval_loader(val_set, t.batch_size, workers, device, dist)
     return CaptionData(vocab, train, val)

@@ -1,4 +1,4 @@
-"""Samplers whose order depends only on (seed, epoch), sharded across distributed ranks.
+"""Samplers whose order depends only on (seed, epoch), sharded across distributed ranks; loader options.
 
 A resumed run, or the same run on N processes, sees exactly the same items in the same global order:
 rank ``r`` of ``w`` takes every ``w``-th index of the epoch's permutation starting at ``r``, so each
@@ -53,3 +53,16 @@ class ShardSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
+
+
+def loader_options(cfg: Any, dataset: Any, workers: int, device: torch.device) -> dict[str, Any]:
+    """``pin_memory`` / ``persistent_workers`` for a DataLoader from ``train`` settings (null: automatic).
+
+    Workers are only kept alive when the dataset's items do not depend on the epoch: a persistent worker
+    keeps the copy of the dataset it started with, so it would never see ``set_epoch``.
+    """
+    pin = cfg.pin_memory if cfg.pin_memory is not None else device.type == "cuda"
+    persistent = cfg.persistent_workers
+    if persistent is None:
+        persistent = not hasattr(dataset, "set_epoch")
+    return {"pin_memory": pin, "persistent_workers": bool(persistent) and workers > 0}

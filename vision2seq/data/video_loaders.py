@@ -27,7 +27,7 @@ from vision2seq.data.features import (
     module_fingerprint,
 )
 from vision2seq.data.images import collate_good
-from vision2seq.data.samplers import EpochSampler, ShardSampler
+from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options
 from vision2seq.data.sampling import sample_clip_indices, sample_multi_clip_indices
 from vision2seq.data.video import VideoDecodeError
 from vision2seq.data.video_clips import VideoClipDataset
@@ -265,9 +265,9 @@ def make_loader(
         num_workers=workers,
         sampler=sampler,
         collate_fn=collate_clips,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed),
-    )  # keeps the global RNG for the model
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG for the model
+        **loader_options(config.train, dataset, workers, device),
+    )
 
 
 def build_video_data(
