@@ -22,16 +22,34 @@ train: {{epochs: 2, batch_size: {batch}, lr: 0.01, num_workers: 0, device: cpu}}
 
 
 def test_two_process_gloo_run_equals_single_process(tmp_path):
-    videos, annotations = make_ucf101_layout(tmp_path / "data", groups=5, clips_per_group=2, test_groups=(1,),
-                                             num_frames=6, size=(32, 32))
+    videos, annotations = make_ucf101_layout(
+        tmp_path / "data", groups=5, clips_per_group=2, test_groups=(1,), num_frames=6, size=(32, 32)
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     runs = {}
     for name, procs, batch in (("single", 1, 8), ("ddp", 2, 4)):  # the same global batch of 8
         config = tmp_path / f"{name}.yaml"
-        config.write_text(CONFIG.format(out=tmp_path / name, videos=videos, annotations=annotations,
-                                        cache=tmp_path / f"cache-{name}", batch=batch))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-               "-m", "vision2seq", "train", str(config), "--quiet"]
+        config.write_text(
+            CONFIG.format(
+                out=tmp_path / name,
+                videos=videos,
+                annotations=annotations,
+                cache=tmp_path / f"cache-{name}",
+                batch=batch,
+            )
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={procs}",
+            "-m",
+            "vision2seq",
+            "train",
+            str(config),
+            "--quiet",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[name] = load_checkpoint(tmp_path / name / "last.pt")
