@@ -25,11 +25,12 @@ def images(tmp_path):
     return [*paths, tmp_path / "bad.png"]
 
 
-def build(encoder, paths, root, calls):
-    def encode(x):
+def build(encoder, paths, root, calls, encode=None):
+    def counting(x):
         calls.append(len(x))
         return encoder(x)
 
+    encode = encode or counting
     fingerprint = module_fingerprint(encoder, encoder.output, encoder.preprocessing, files_fingerprint(paths))
     return cached_features(
         root,
@@ -86,22 +87,11 @@ def test_interrupted_build_is_never_read(images, tmp_path):
     def explode(x):
         raise KeyboardInterrupt  # killed in the middle of building
 
+    with pytest.raises(KeyboardInterrupt):
+        build(encoder, images, tmp_path / "cache", [], encode=explode)
     fingerprint = module_fingerprint(
         encoder, encoder.output, encoder.preprocessing, files_fingerprint(images)
     )
-    with pytest.raises(KeyboardInterrupt):
-        cached_features(
-            tmp_path / "cache",
-            fingerprint,
-            [str(p) for p in images],
-            ImageFiles(images, encoder.preprocessing.transform()),
-            collate_good,
-            explode,
-            (encoder.feature_dim,),
-            batch_size=2,
-            num_workers=0,
-            report=lambda line: None,
-        )
     assert not FeatureStore.is_complete(tmp_path / "cache" / fingerprint[:24])  # only a hidden temp folder
     calls = []
     store = build(encoder, images, tmp_path / "cache", calls)
