@@ -99,6 +99,7 @@ def write_video(
     rotation: int | None = None,
     keyframe_interval: int | None = None,
     quality: int | None = 2,
+    bit_rate: int | None = None,
 ) -> Path:
     """Encode ``(T, H, W, 3)`` uint8 RGB frames into ``path`` (container from the suffix) with PyAV.
 
@@ -112,7 +113,8 @@ def write_video(
         rotation: Display-matrix rotation in degrees counter-clockwise (what phones write), if any.
         keyframe_interval: GOP size; ``None`` keeps the encoder's default.
         quality: Fixed quantiser for ``mpeg4``/``mjpeg`` (lower is better), so small clips' colours
-            survive coding; ``None`` keeps the encoder's default bit rate.
+            survive coding; ``None`` uses a bit rate instead.
+        bit_rate: Target bits per second when no fixed quantiser is used; ``None``: the encoder's default.
 
     Returns:
         The path written.
@@ -131,6 +133,8 @@ def write_video(
         if quality is not None and codec in ("mpeg4", "mjpeg"):
             stream.codec_context.qscale = True  # fixed quantiser instead of the 200 kb/s default
             stream.codec_context.global_quality = quality * _QP2LAMBDA
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for frame in frames:
