@@ -55,7 +55,12 @@ def test_two_process_gloo_run_equals_single_process(tmp_path):
         runs[name] = load_checkpoint(tmp_path / name / "last.pt")
     single, ddp = runs["single"], runs["ddp"]
     assert single["step"] == ddp["step"] == 4  # 16 training clips / global batch 8 x 2 epochs
+    # The all-reduce adds the two ranks' float32 gradients in another order than one process's batch
+    # mean does: the gradients differ in their last bits (~1e-7 relative), and Adam's g / sqrt(v) step
+    # turns that into up to ~1e-5 in weights whose gradient is close to zero. 1e-4 is 0.25% of the most
+    # any weight can move here (4 Adam steps of lr 0.01), and far below what a real sharding error does:
+    # a rank whose gradient is lost or double-counted shifts weights by ~1e-3 and more.
     for key, tensor in single["model"].items():
-        torch.testing.assert_close(ddp["model"][key], tensor, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(ddp["model"][key], tensor, rtol=1e-4, atol=1e-4, msg=key)
     assert ddp["metrics"]["top1"] == single["metrics"]["top1"]
     assert len(ddp["rng"]) == 2  # each rank's RNG state is kept for resuming
