@@ -77,7 +77,7 @@ def build_checkpoint(path: Path, s: Sizes) -> None:
     from vision2seq.checkpoint import save_checkpoint
     from vision2seq.config import CaptioningConfig, config_to_dict
     from vision2seq.data.vocab import SPECIALS, Vocabulary
-    from vision2seq.tasks.captioning import build_caption_model
+    from vision2seq.tasks.captioning import build_model
 
     config = CaptioningConfig()
     enc, dec = config.model.encoder, config.model.decoder
@@ -85,7 +85,7 @@ def build_checkpoint(path: Path, s: Sizes) -> None:
     dec.kind, dec.embed_dim, dec.hidden_dim, dec.attention_dim = "attention", s.embed, s.hidden, s.attention
     vocab = Vocabulary([*SPECIALS, *(f"word{i:05d}" for i in range(s.vocab - len(SPECIALS)))])
     torch.manual_seed(0)
-    model = build_caption_model(config, len(vocab))
+    model = build_model(config, vocab)
     payload = {
         "task": "captioning",
         "config": config_to_dict(config),

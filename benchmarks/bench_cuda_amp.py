@@ -62,7 +62,7 @@ def measure(ctx: Context, device: torch.device, s: Sizes) -> list[Figure]:
     from vision2seq.data.vocab import SPECIALS, Vocabulary
     from vision2seq.engine import autocast
     from vision2seq.models.encoder import ImageEncoder
-    from vision2seq.tasks.captioning import CaptioningTask, build_caption_model
+    from vision2seq.tasks.captioning import CaptioningTask, build_model
 
     def amp():
         if device.type == "cuda":
@@ -104,7 +104,7 @@ def measure(ctx: Context, device: torch.device, s: Sizes) -> list[Figure]:
     vocab = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(s.vocab - len(SPECIALS)))])
     task = CaptioningTask(config, vocab)
     torch.manual_seed(0)
-    base_model = build_caption_model(config, len(vocab)).to(device).train()
+    base_model = build_model(config, vocab).to(device).train()
     fast_model = copy.deepcopy(base_model).to(memory_format=torch.channels_last)
     pixels = torch.randn(s.train_batch, 3, size, size, device=device)
     captions = torch.randint(4, len(vocab), (s.train_batch, s.caption_len), device=device)

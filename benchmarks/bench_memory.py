@@ -79,8 +79,8 @@ def child(directory: Path, steps: int, batch_size: int) -> dict[str, Any]:
     from vision2seq.data.captions import CaptionedImage
     from vision2seq.data.features import FeatureStore
     from vision2seq.data.vocab import SPECIALS, Vocabulary
-    from vision2seq.models.captioner import build_decoder
-    from vision2seq.tasks.captioning import CaptioningTask, CaptionModel
+    from vision2seq.models.captioner import CaptionModel, build_decoder
+    from vision2seq.tasks.captioning import CaptioningTask
 
     at_start = proc_status_mb()
     torch.set_num_threads(1)  # the runs share the cores; their speed is not what is measured
@@ -99,7 +99,10 @@ def child(directory: Path, steps: int, batch_size: int) -> dict[str, Any]:
     loader = DataLoader(pairs, batch_size=batch_size, sampler=sampler, collate_fn=collate_captions)
     feature_dim = int(np.load(directory / "features.npy", mmap_mode="r").shape[-1])
     model = CaptionModel(
-        torch.nn.Identity(), build_decoder("show_tell", feature_dim, len(vocab), embed_dim=64, hidden_dim=128)
+        torch.nn.Identity(),
+        build_decoder("show_tell", feature_dim, len(vocab), embed_dim=64, hidden_dim=128),
+        vocab.bos_id,
+        vocab.eos_id,
     )  # type: ignore[arg-type]
     task = CaptioningTask(CaptioningConfig(), vocab)
     optimizer = torch.optim.Adam(model.decoder.parameters(), lr=1e-3)

@@ -92,7 +92,7 @@ def run(ctx: Context) -> list[Figure]:
     )
     from vision2seq.data.images import load_image
     from vision2seq.demo import make_shapes_dataset
-    from vision2seq.tasks.captioning import CaptioningTask, build_caption_model, build_encoder
+    from vision2seq.tasks.captioning import CaptioningTask, build_encoder, build_model
 
     s = QUICK if ctx.quick else FULL
     root = ctx.workdir / "training_cache"
@@ -126,7 +126,7 @@ def run(ctx: Context) -> list[Figure]:
             ("cache", cached, False, s.cache_steps),
         ):
             torch.manual_seed(1)  # same initial decoder on both sides
-            model = build_caption_model(config, len(vocab), encoder=encoder)
+            model = build_model(config, vocab, encoder=encoder)
             optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=4e-4)
             pairs = CaptionPairs(records, source, vocab, config.data.max_caption_len)  # type: ignore[arg-type]
             order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0)).tolist()

@@ -12,7 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # end-to-end runs; `pytest -m 'not slow'` leaves them out
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,10 +4,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from video_fixtures import make_ucf101_layout
 
 from vision2seq.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow  # end-to-end runs; `pytest -m 'not slow'` leaves them out
 
 CONFIG = """\
 task: video_classification

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vision2seq.config import GenerationConfig
 from vision2seq.models.captioner import (
     CaptionDecoder,
     DecoderState,
@@ -17,7 +18,7 @@ from vision2seq.models.captioner import (
     attention_regularization,
     build_decoder,
 )
-from vision2seq.models.generation import Generation, beam_search, generate, greedy, sample
+from vision2seq.models.generation import Generation, beam_search, generate, greedy, sample, with_settings
 
 FEATURE_DIM, VOCAB, POSITIONS = 12, 20, 5
 PAD, BOS, EOS = 0, 1, 2
@@ -258,14 +259,25 @@ def test_sample_is_reproducible_and_respects_top_k(kind: str) -> None:
 def test_attention_weights_on_request(strategy: str) -> None:
     features = make_features(4)
     decoder = make_decoder("attention")
-    out = generate(decoder, features, BOS, EOS, strategy=strategy, max_len=8, return_attention=True)
+    out = generate(decoder, features, BOS, EOS, GenerationConfig(strategy, max_len=8), return_attention=True)
     assert out.attention is not None
     for tokens, weights in zip(out.tokens, out.attention, strict=True):
         assert weights.shape == (len(tokens), POSITIONS)
         torch.testing.assert_close(weights.sum(-1), torch.ones(len(tokens)))
-    assert generate(decoder, features, BOS, EOS, strategy=strategy).attention is None
+    settings = GenerationConfig(strategy)
+    assert generate(decoder, features, BOS, EOS, settings).attention is None
     show_tell = make_decoder("show_tell")
-    assert generate(show_tell, features, BOS, EOS, strategy=strategy, return_attention=True).attention is None
+    assert generate(show_tell, features, BOS, EOS, settings, return_attention=True).attention is None
+
+
+def test_one_dispatcher_beam_of_one_is_greedy() -> None:
+    decoder, features = make_decoder("attention"), make_features(4)
+    beam_one = generate(decoder, features, BOS, EOS, GenerationConfig("beam", beam_size=1, max_len=8))
+    assert beam_one.tokens == greedy(decoder, features, BOS, EOS, max_len=8).tokens
+    beam_three = generate(decoder, features, BOS, EOS, GenerationConfig("beam", beam_size=3, max_len=8))
+    assert beam_three.hypotheses is not None  # beam search ran
+    settings = with_settings(GenerationConfig("greedy"), beam_size=3)
+    assert (settings.strategy, settings.beam_size) == ("beam", 3)
 
 
 def test_pooled_features_and_training_flag() -> None:
@@ -281,7 +293,7 @@ def test_pooled_features_and_training_flag() -> None:
 def test_argument_checks() -> None:
     decoder, features = make_decoder("show_tell"), make_features(2)
     with pytest.raises(ValueError, match="strategy"):
-        generate(decoder, features, BOS, EOS, strategy="nucleus")  # type: ignore[arg-type]
+        generate(decoder, features, BOS, EOS, GenerationConfig("nucleus"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="beam_size"):
         beam_search(decoder, features, BOS, EOS, beam_size=0)
     with pytest.raises(ValueError, match="temperature"):

@@ -18,6 +18,8 @@ from vision2seq.demo import make_shapes_dataset
 from vision2seq.engine import TrainingError
 from vision2seq.train import train
 
+pytestmark = pytest.mark.slow  # end-to-end runs; `pytest -m 'not slow'` leaves them out
+
 CONFIG = """\
 task: captioning
 output_dir: {out}

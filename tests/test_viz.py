@@ -278,7 +278,7 @@ def test_caption_samples_words_match_attention_maps(tmp_path, kind):
     from vision2seq.config import load_config
     from vision2seq.data.vocab import Vocabulary
     from vision2seq.demo import demo_config_path, make_shapes_dataset
-    from vision2seq.tasks.captioning import build_caption_model
+    from vision2seq.tasks.captioning import build_model
 
     annotations = make_shapes_dataset(tmp_path, n_train=2, n_val=0, n_test=5)
     config = load_config(
@@ -295,7 +295,7 @@ def test_caption_samples_words_match_attention_maps(tmp_path, kind):
     )
     vocab = Vocabulary(["<pad>", "<bos>", "<eos>", "<unk>", "a", "red", "circle", "."])
     torch.manual_seed(0)
-    model = build_caption_model(config, len(vocab), load_weights=False)
+    model = build_model(config, vocab, load_weights=False)
     with torch.no_grad():  # an untrained decoder may emit <pad>/<bos>, which captions leave out
         model.decoder.fc.bias[[vocab.pad_id, vocab.bos_id]] = -1e4
     captioner = Captioner(model, vocab, config, "cpu")

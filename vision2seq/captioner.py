@@ -15,18 +15,14 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vision2seq.checkpoint import load_checkpoint, restore_model
-from vision2seq.config import CaptioningConfig, config_from_dict, with_overrides
+from vision2seq.checkpoint import load_checkpoint
+from vision2seq.config import CaptioningConfig, with_overrides
 from vision2seq.data.images import ImageFiles, collate_good, load_image
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary
-from vision2seq.engine import resolve_device
-from vision2seq.tasks.captioning import (
-    CaptionModel,
-    build_caption_model,
-    generate_captions,
-    generation_settings,
-)
+from vision2seq.models.captioner import CaptionModel
+from vision2seq.models.generation import with_settings
+from vision2seq.tasks import captioning, checkpoint_task
 
 
 @dataclass
@@ -56,19 +52,15 @@ class Captioner:
         self.transform = model.encoder.preprocessing.transform()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Captioner:
-        """Load a captioning checkpoint (``best.pt`` / ``last.pt``) safely; ``device``: auto/cpu/cuda."""
-        return cls.from_payload(load_checkpoint(path, task="captioning"), str(path), device)
-
-    @classmethod
-    def from_payload(cls, ckpt: dict, source: str, device: str = "auto") -> Captioner:
-        """Build from an already loaded checkpoint dict (see ``checkpoint.load_checkpoint``)."""
-        config = config_from_dict(ckpt["config"], source=source)
-        vocab = Vocabulary(ckpt["extras"]["vocab"])
-        model = restore_model(
-            source, lambda: build_caption_model(config, len(vocab), load_weights=False), ckpt["model"]
-        )
-        return cls(model, vocab, config, resolve_device(device))
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", overrides: Sequence[str] = ()
+    ) -> Captioner:
+        """Load a captioning checkpoint (``best.pt`` / ``last.pt``) safely; ``device``: auto/cpu/cuda;
+        ``overrides``: ``key=value`` changes to its config (e.g. ``generation.beam_size=5``)."""
+        checkpoint = load_checkpoint(path)
+        checkpoint_task(path, checkpoint, captioning.NAME)
+        restored = captioning.restore(checkpoint, str(path), overrides, device)
+        return cls(restored.model, restored.task.vocab, restored.config, restored.device)
 
     def with_overrides(self, overrides: Sequence[str]) -> CaptioningConfig:
         """The checkpoint's config with ``key=value`` overrides applied (e.g. new data paths)."""
@@ -85,9 +77,9 @@ class Captioner:
         return_attention: bool = False,
     ) -> tuple[list[str], list[torch.Tensor] | None]:
         """Caption a batch of preprocessed images ``(B, 3, H, W)``."""
-        settings = generation_settings(self.config.generation, beam_size, max_len, length_penalty)
-        features = self.model.encoder(images.to(self.device))
-        result = generate_captions(self.model, features, self.vocab, settings, return_attention)
+        settings = with_settings(self.config.generation, beam_size, max_len, length_penalty)
+        features = self.model.features({"images": images.to(self.device)})
+        result = self.model.generate(features, settings, return_attention)
         captions = [detokenize(self.vocab.decode(tokens)) for tokens in result.tokens]
         attention = None
         if return_attention and result.attention is not None:

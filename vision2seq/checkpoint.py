@@ -1,5 +1,7 @@
 """One self-describing checkpoint file: weights, the full config and the vocabulary or class names.
 
+Task-blind: what each task needs from a file is checked by ``tasks.checkpoint_task``.
+
 Files are written atomically (temporary file, fsync, rename) so a run killed while saving leaves the
 previous checkpoint intact, and read with ``torch.load(weights_only=True)``, which refuses to execute
 code from the file: only tensors, numbers, strings and plain containers are accepted. Only the zip
@@ -54,9 +56,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
-TASK_EXTRAS = {"captioning": "vocab", "video_classification": "labels"}
-"""The tasks a checkpoint can hold, and the entry of ``extras`` each one needs."""
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -80,16 +79,11 @@ def refusal_reason(exc: pickle.UnpicklingError) -> str:
     return _one_line(paragraphs[0]) if paragraphs else "unsupported content"
 
 
-def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]:
-    """Read a checkpoint safely, on the CPU.
-
-    Args:
-        path: the ``.pt`` file.
-        task: when given, the task the checkpoint must have been trained for; the entries that task
-            needs (``config``, ``extras``, ``model``) are then checked too.
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely, on the CPU (``tasks.checkpoint_task`` then checks it is for the task).
 
     Raises:
-        CheckpointError: missing/truncated file, content that would run code, a newer format, wrong task.
+        CheckpointError: missing/truncated file, content that would run code, a newer format.
     """
     path = Path(path)
     if not path.is_file():
@@ -138,8 +132,6 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
             f"{path}: checkpoint format version {version} is newer than this vision2seq supports "
             f"({FORMAT_VERSION}); upgrade vision2seq"
         )
-    if task is not None:
-        check_task(path, payload, task)
     return payload
 
 
@@ -156,41 +148,6 @@ def restore_model(path: str | Path, build: Callable[[], nn.Module], state: dict[
         reason = _one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise CheckpointError(f"{path}: weights do not match the checkpoint's config ({reason})") from None
     return model
-
-
-def check_task(path: str | Path, payload: dict[str, Any], task: str | None) -> None:
-    """Check that a loaded checkpoint is for ``task`` and holds what that task's loaders read.
-
-    ``load_checkpoint(path, task=...)`` runs this; callers that learn the task from the file itself
-    (``vision2seq evaluate``) can run it with ``payload.get("task")``.
-
-    Raises:
-        CheckpointError: another task (or none), or a missing/malformed ``config``, ``model`` or
-            ``extras`` entry.
-    """
-    found = payload.get("task")
-    if found != task:
-        other = {"captioning": "vision2seq caption", "video_classification": "vision2seq classify"}
-        hint = f" (use `{other[found]}` with it)" if isinstance(found, str) and found in other else ""
-        raise CheckpointError(
-            f"{path}: this is a {found!r} checkpoint, but a {task!r} checkpoint is needed{hint}"
-        )
-    if task not in TASK_EXTRAS:
-        known = ", ".join(sorted(TASK_EXTRAS))
-        raise CheckpointError(f"{path}: unknown checkpoint task {task!r} (expected one of {known})")
-    extras = payload.get("extras")
-    needed = TASK_EXTRAS[task]
-    problems = []
-    if not isinstance(payload.get("config"), dict):
-        problems.append("config")
-    if not isinstance(payload.get("model"), dict):
-        problems.append("model")
-    if not (isinstance(extras, dict) and isinstance(extras.get(needed), list)):
-        problems.append(f"extras.{needed}")
-    if problems:
-        raise CheckpointError(
-            f"{path}: damaged {task!r} checkpoint: missing or malformed {', '.join(problems)}"
-        )
 
 
 def rng_state() -> dict[str, Any]:

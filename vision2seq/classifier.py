@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,15 +17,16 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vision2seq.checkpoint import load_checkpoint, restore_model
-from vision2seq.config import VideoConfig, config_from_dict, with_overrides
+from vision2seq.checkpoint import load_checkpoint
+from vision2seq.config import VideoConfig, with_overrides
 from vision2seq.data.images import collate_good
 from vision2seq.data.video import VIDEO_SUFFIXES, iter_frames
 from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import VideoSample
 from vision2seq.data.video_loaders import IndexedClips
-from vision2seq.engine import resolve_device
-from vision2seq.tasks.video_classification import VideoClassificationTask, VideoModel, build_video_model
+from vision2seq.models.clip_classifier import VideoModel
+from vision2seq.tasks import checkpoint_task, video_classification
+from vision2seq.tasks.video_classification import VideoClassificationTask
 
 
 @dataclass
@@ -88,18 +88,15 @@ class VideoClassifier:
         self.task = VideoClassificationTask(config, class_names)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> VideoClassifier:
-        """Load a video-classification checkpoint safely; ``device``: auto/cpu/cuda."""
-        return cls.from_payload(load_checkpoint(path, task="video_classification"), str(path), device)
-
-    @classmethod
-    def from_payload(cls, ckpt: dict, source: str, device: str = "auto") -> VideoClassifier:
-        config = config_from_dict(ckpt["config"], source=source)
-        names = list(ckpt["extras"]["labels"])
-        model = restore_model(
-            source, lambda: build_video_model(config, len(names), load_weights=False), ckpt["model"]
-        )
-        return cls(model, names, config, resolve_device(device))
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", overrides: Sequence[str] = ()
+    ) -> VideoClassifier:
+        """Load a video-classification checkpoint safely; ``device``: auto/cpu/cuda; ``overrides``:
+        ``key=value`` changes to its config (e.g. ``data.test_clips=3``)."""
+        checkpoint = load_checkpoint(path)
+        checkpoint_task(path, checkpoint, video_classification.NAME)
+        restored = video_classification.restore(checkpoint, str(path), overrides, device)
+        return cls(restored.model, restored.task.class_names, restored.config, restored.device)
 
     def with_overrides(self, overrides: Sequence[str]) -> VideoConfig:
         """The checkpoint's config with ``key=value`` overrides applied (e.g. new data paths)."""
@@ -202,24 +199,3 @@ def find_videos(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
 
 def _is_frame_folder(path: Path) -> bool:
     return any(p.suffix.lower() in (".jpg", ".jpeg", ".png") for p in path.iterdir() if p.is_file())
-
-
-def evaluate_video_checkpoint(
-    ckpt: dict,
-    source: str,
-    split: str = "test",
-    overrides: Sequence[str] = (),
-    device: str = "auto",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Metrics of a video checkpoint on the held-out split of its dataset (see ``vision2seq evaluate``)."""
-    from vision2seq.data.video_loaders import clip_datasets, load_video_list, make_loader
-    from vision2seq.engine import evaluate
-
-    classifier = VideoClassifier.from_payload(ckpt, source, device)
-    config = classifier.with_overrides(overrides)
-    videos = load_video_list(config, split)
-    [dataset] = clip_datasets(config, classifier.model.encoder, [(videos, False)], classifier.device)
-    loader = make_loader(dataset, config, False, classifier.device)
-    task = VideoClassificationTask(config, classifier.class_names)
-    return evaluate(task, classifier.model, loader, classifier.device, progress=progress)

@@ -49,6 +49,10 @@ class Task(Protocol):
     def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]: ...
     def checkpoint_extras(self) -> dict[str, Any]: ...
 
+    inputs: tuple[str, ...]
+    """Batch entries only the model reads (images, frames, features); left out when predictions are
+    gathered across ranks for the evaluator."""
+
 
 class TrainingError(UserError):
     """Training cannot continue (e.g. the loss became NaN)."""
@@ -100,6 +104,74 @@ class _Run:
     bad_epochs: int = 0
 
 
+@dataclass
+class _Trainer:
+    """What one optimisation step needs, built once per ``fit``."""
+
+    task: Task
+    model: nn.Module
+    trained: nn.Module  # ``model``, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    cfg: TrainConfig
+    device: torch.device
+
+    def step(self, batch: Mapping[str, Any], run: _Run) -> float | None:
+        """One optimiser step on ``batch``; returns its loss, or None when a non-finite loss was skipped."""
+        with autocast(self.device, self.cfg.amp):
+            loss = self.task.training_step(self.trained, batch)["loss"]
+        if not torch.isfinite(loss):
+            if not self.cfg.skip_nonfinite:
+                raise TrainingError(
+                    f"loss became {loss.item()} at step {run.step + 1} (epoch {run.epoch + 1}); "
+                    "lower train.lr, enable train.grad_clip, or set train.skip_nonfinite=true"
+                )
+            print(f"skipping batch at step {run.step + 1}: loss is {loss.item()}", file=sys.stderr)
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step()
+        run.step += 1
+        return loss.item()
+
+    def state(self, config: ExperimentConfig, run: _Run, metrics: dict[str, float], rng: list) -> dict:
+        """The checkpoint payload: weights, config, task extras, and everything resuming needs."""
+        return {
+            "task": self.task.name,
+            "config": config_to_dict(config),
+            "extras": self.task.checkpoint_extras(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "metrics": metrics,
+            **vars(run),
+        }
+
+
+def save_run(
+    out: Path, names: list[str], trainer: _Trainer, config: ExperimentConfig, run: _Run, metrics: dict, dist
+) -> dict[str, Any] | None:
+    """Write the run's state to ``out/<name>`` for each name (main process only; every rank's RNG state
+    is gathered so a resumed DDP run draws the same numbers). Returns the payload on the main process."""
+    rng = dist.all_gather_object(rng_state())
+    payload = None
+    if dist.is_main:
+        payload = trainer.state(config, run, metrics, rng)
+        for name in names:
+            save_checkpoint(out / name, payload)
+    dist.barrier()
+    return payload
+
+
 def fit(
     task: Task,
     model: nn.Module,
@@ -122,25 +194,15 @@ def fit(
     out = Path(config.output_dir)
     device = device or resolve_device(cfg.device)
     model.to(device)
-    trained = _wrap_ddp(model, device, dist)
     optimizer = build_optimizer(task.parameter_groups(model), cfg)
     steps_per_epoch = max(1, len(train_loader))
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
+    trainer = _Trainer(task, model, _wrap_ddp(model, device, dist), optimizer, scheduler, scaler, cfg, device)
     monitor = cfg.monitor or task.monitor
-    run = _Run()
-    if resume or cfg.resume:
-        ckpt = load_checkpoint(out / "last.pt", task=task.name) if (out / "last.pt").is_file() else None
-        if ckpt is None:
-            raise UserError(f"{out / 'last.pt'}: nothing to resume (no last checkpoint in output_dir)")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        run = _Run(**{k: ckpt[k] for k in vars(run)})
-        set_rng_state(ckpt["rng"][dist.rank] if dist.world_size == len(ckpt["rng"]) else ckpt["rng"][0])
-    elif (out / "last.pt").exists():
+    run = _resume(trainer, out, dist) if resume or cfg.resume else _Run()
+    if not (resume or cfg.resume) and (out / "last.pt").exists():
         raise UserError(
             f"{out}: holds an earlier run (last.pt); pass --resume to continue it, "
             "or choose another output_dir"
@@ -151,51 +213,17 @@ def fit(
     writer = tensorboard_writer(out) if dist.is_main else None
     show = progress and dist.is_main
 
-    def save(names: list[str], metrics: dict[str, float]) -> None:
-        rng = dist.all_gather_object(rng_state())
-        if dist.is_main:
-            payload = {
-                "task": task.name,
-                "config": config_to_dict(config),
-                "extras": task.checkpoint_extras(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": rng,
-                "metrics": metrics,
-                **vars(run),
-            }
-            for name in names:
-                save_checkpoint(out / name, payload)
-        dist.barrier()
-
     metrics: dict[str, float] = {}
+    last_payload = None
     for epoch in range(run.epoch, cfg.epochs):
         if run.step >= total_steps:
             break
         start = time.perf_counter()
-        train_loss = _train_epoch(
-            task,
-            trained,
-            model,
-            train_loader,
-            optimizer,
-            scheduler,
-            scaler,
-            run,
-            epoch,
-            total_steps,
-            cfg,
-            device,
-            show,
-            save,
-        )
+        train_loss = _train_epoch(trainer, train_loader, run, epoch, total_steps, show, out, config, dist)
         metrics = {"train_loss": dist.mean(train_loss)}
         run.epoch, run.batch_in_epoch = epoch + 1, 0
-        validate = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
         improved = False
-        if validate:
+        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
             scores = evaluate(task, model, val_loader, device, cfg.amp, progress=show, dist=dist)
             metrics.update({k: v for k, v in scores.items() if isinstance(v, float)})  # no per-class lists
             improved = _update_best(run, metrics, monitor, scheduler, model)
@@ -210,7 +238,8 @@ def fit(
             log_epoch(out, row, writer)
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
             print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr)
-        save(["best.pt", "last.pt"] if improved else ["last.pt"], metrics)
+        names = ["best.pt", "last.pt"] if improved else ["last.pt"]
+        last_payload = save_run(out, names, trainer, config, run, metrics, dist)
         if cfg.early_stopping_patience and run.bad_epochs >= cfg.early_stopping_patience:
             if dist.is_main:
                 print(
@@ -219,28 +248,40 @@ def fit(
             break
     if writer is not None:
         writer.close()
-    if dist.is_main and not (out / "best.pt").exists() and (out / "last.pt").exists():
+    if last_payload is not None and not (out / "best.pt").exists():
         # No finite validation score yet (e.g. max_steps hit early): best is the last.
-        save_checkpoint(out / "best.pt", load_checkpoint(out / "last.pt"))
+        save_checkpoint(out / "best.pt", last_payload)
     dist.barrier()
     return FitResult(monitor, run.best_metric, run.best_epoch, run.epoch, metrics, out)
 
 
+def _resume(trainer: _Trainer, out: Path, dist: DistContext) -> _Run:
+    """Load ``out/last.pt`` into the trainer; returns the run state it was saved with."""
+    path = out / "last.pt"
+    if not path.is_file():
+        raise UserError(f"{path}: nothing to resume (no last checkpoint in output_dir)")
+    ckpt = load_checkpoint(path)
+    if ckpt.get("task") != trainer.task.name:
+        raise UserError(f"{path}: a {ckpt.get('task')!r} run, not {trainer.task.name!r}; cannot resume it")
+    trainer.model.load_state_dict(ckpt["model"])
+    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    trainer.scheduler.load_state_dict(ckpt["scheduler"])
+    trainer.scaler.load_state_dict(ckpt["scaler"])
+    run = _Run(**{k: ckpt[k] for k in vars(_Run())})
+    set_rng_state(ckpt["rng"][dist.rank] if dist.world_size == len(ckpt["rng"]) else ckpt["rng"][0])
+    return run
+
+
 def _train_epoch(
-    task: Task,
-    trained: nn.Module,
-    model: nn.Module,
+    trainer: _Trainer,
     loader: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
     run: _Run,
     epoch: int,
     total_steps: int,
-    cfg: TrainConfig,
-    device: torch.device,
     show: bool,
-    save: Any,
+    out: Path,
+    config: ExperimentConfig,
+    dist: DistContext,
 ) -> float:
     """One epoch (or its rest, when resuming mid-epoch); returns the mean training loss."""
     sampler = getattr(loader, "sampler", None)
@@ -248,11 +289,12 @@ def _train_epoch(
         sampler.set_epoch(epoch)
     if run.batch_in_epoch and hasattr(sampler, "set_start"):
         sampler.set_start(run.batch_in_epoch * loader.batch_size)
-    trained.train()
+    trainer.trained.train()
+    every = trainer.cfg.checkpoint_every
     start, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
     bar = tqdm(
         loader,
-        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        desc=f"epoch {epoch + 1}/{trainer.cfg.epochs}",
         unit="batch",
         leave=False,
         disable=None if show else True,
@@ -262,35 +304,17 @@ def _train_epoch(
         run.batch_in_epoch += 1
         if not _report_skipped(batch):  # nothing in the batch could be read
             continue
-        batch = move_to(batch, device)
-        with autocast(device, cfg.amp):
-            loss = task.training_step(trained, batch)["loss"]
-        if not torch.isfinite(loss):
-            if not cfg.skip_nonfinite:
-                raise TrainingError(
-                    f"loss became {loss.item()} at step {run.step + 1} (epoch {epoch + 1}); "
-                    "lower train.lr, enable train.grad_clip, or set train.skip_nonfinite=true"
-                )
-            print(f"skipping batch at step {run.step + 1}: loss is {loss.item()}", file=sys.stderr)
+        loss = trainer.step(move_to(batch, trainer.device), run)
+        if loss is None:
             continue
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step()
-        run.step += 1
         n_batches += 1
-        loss_sum += loss.item()
+        loss_sum += loss
         seen += _batch_size(batch)
         bar.set_postfix(
             loss=f"{loss_sum / n_batches:.3f}", items_s=f"{seen / (time.perf_counter() - start):.1f}"
         )
-        if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
-            save(["last.pt"], {"train_loss": loss_sum / n_batches})
+        if every and run.step % every == 0:
+            save_run(out, ["last.pt"], trainer, config, run, {"train_loss": loss_sum / n_batches}, dist)
         if run.step >= total_steps:
             break
     bar.close()
@@ -359,7 +383,8 @@ def evaluate(
         with autocast(device, amp):
             predictions = task.predict_step(model, batch)
         if dist.enabled:
-            collected.append(move_to((predictions, _without_inputs(batch)), torch.device("cpu")))
+            labels = {k: v for k, v in batch.items() if k not in task.inputs}
+            collected.append(move_to((predictions, labels), torch.device("cpu")))
         else:
             evaluator.update(predictions, batch)
     model.train(was_training)
@@ -384,11 +409,6 @@ def _report_skipped(batch: Any) -> bool:
             report(message)
         return bool(batch)
     return True
-
-
-def _without_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """The batch minus its model inputs (images, frames, features), which evaluators never need."""
-    return {k: v for k, v in batch.items() if k not in ("images", "frames", "features")}
 
 
 def _batch_size(batch: Any) -> int:

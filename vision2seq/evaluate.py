@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vision2seq.checkpoint import check_task, load_checkpoint
+from vision2seq.checkpoint import load_checkpoint
 from vision2seq.engine import evaluate
+from vision2seq.tasks import checkpoint_task
 
 
 def evaluate_checkpoint(
@@ -17,20 +18,9 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of the checkpoint at ``path`` on ``split`` (BLEU-1..4 for captions, accuracy for clips)."""
-    ckpt = load_checkpoint(path)
-    check_task(path, ckpt, ckpt.get("task"))
-    if ckpt.get("task") == "video_classification":
-        from vision2seq.classifier import evaluate_video_checkpoint
-
-        return evaluate_video_checkpoint(ckpt, str(path), split, overrides, device, progress)
-    from vision2seq.captioner import Captioner
-    from vision2seq.data.caption_datasets import build_eval_loader
-    from vision2seq.tasks.captioning import CaptioningTask
-
-    captioner = Captioner.from_payload(ckpt, str(path), device)
-    config = captioner.with_overrides(overrides)
-    captioner.config = config  # generation settings may be overridden too
-    loader = build_eval_loader(config, captioner.model.encoder, captioner.device, split)
-    task = CaptioningTask(config, captioner.vocab)
-    return evaluate(task, captioner.model, loader, captioner.device, progress=progress)
+    """The task's metrics of the checkpoint at ``path`` on ``split`` (e.g. BLEU-4, CIDEr-D; top-1)."""
+    checkpoint = load_checkpoint(path)
+    task_module = checkpoint_task(path, checkpoint)
+    restored = task_module.restore(checkpoint, str(path), overrides, device)
+    loader = task_module.eval_loader(restored.config, restored.model, split, restored.device)
+    return evaluate(restored.task, restored.model, loader, restored.device, progress=progress)

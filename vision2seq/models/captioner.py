@@ -13,11 +13,19 @@ Captions are ``(B, L)`` token ids that start with ``<bos>`` and are right-padded
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vision2seq.models.generation import Generation, generate
+
+if TYPE_CHECKING:
+    from vision2seq.config import GenerationConfig
+    from vision2seq.models.encoder import ImageEncoder
 
 PAD_ID = 0
 
@@ -321,3 +329,36 @@ def build_decoder(kind: str, feature_dim: int, vocab_size: int, **kwargs) -> Cap
     if kind not in DECODERS:
         raise ValueError(f"unknown decoder kind {kind!r}; expected one of {sorted(DECODERS)}")
     return DECODERS[kind](feature_dim, vocab_size, **kwargs)
+
+
+class CaptionModel(nn.Module):
+    """An image encoder and a caption decoder: ``forward`` trains (teacher forcing), ``generate`` decodes.
+
+    Args:
+        encoder: The CNN; its output (pooled or grid) is what the decoder reads.
+        decoder: A ``CaptionDecoder``.
+        bos_id: Token id that starts every caption (``<bos>``).
+        eos_id: Token id that ends one (``<eos>``).
+    """
+
+    def __init__(self, encoder: ImageEncoder, decoder: CaptionDecoder, bos_id: int, eos_id: int) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.bos_id, self.eos_id = bos_id, eos_id
+
+    def features(self, batch: Mapping[str, Any]) -> Tensor:
+        """Cached ``features`` when the batch carries them, else the encoder run on its ``images``."""
+        if "features" in batch:
+            return batch["features"]  # (B, D) or (B, N, D)
+        return self.encoder(batch["images"])
+
+    def forward(self, batch: Mapping[str, Any]) -> DecoderOutput:
+        """Teacher forcing on the batch's ``captions`` ``(B, L)`` (the whole batch goes through forward so
+        DistributedDataParallel sees every trained parameter, the encoder's included)."""
+        return self.decoder(self.features(batch), batch["captions"])
+
+    def generate(
+        self, features: Tensor, settings: GenerationConfig, return_attention: bool = False
+    ) -> Generation:
+        """Captions of ``features`` (from ``features()``), decoded as ``settings`` says."""
+        return generate(self.decoder, features, self.bos_id, self.eos_id, settings, return_attention)

@@ -11,10 +11,15 @@ state and pooling statistics, and give logits after every frame; after the last 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from vision2seq.models.encoder import ImageEncoder
 
 
 @dataclass
@@ -151,3 +156,34 @@ class ClipClassifier(nn.Module):
 
 def _add(total: Tensor | None, value: Tensor) -> Tensor:
     return value if total is None else total + value
+
+
+class VideoModel(nn.Module):
+    """A per-frame image encoder and an LSTM (or mean-pool) clip classifier."""
+
+    def __init__(self, encoder: ImageEncoder, classifier: ClipClassifier) -> None:
+        super().__init__()
+        self.encoder, self.classifier = encoder, classifier
+
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """``(..., T, 3, H, W)`` frames -> ``(..., T, D)`` features (the encoder sees them as one batch)."""
+        lead = frames.shape[:-3]
+        features = self.encoder(frames.flatten(0, -4))  # (N*T, D)
+        return features.reshape(*lead, features.shape[-1])
+
+    def clip_features(self, batch: Mapping[str, Any]) -> Tensor:
+        """Cached ``features`` when the batch carries them, else the encoder over its ``frames``."""
+        if "features" in batch:
+            return batch["features"]
+        return self.encode_frames(batch["frames"])
+
+    def forward(self, batch: Mapping[str, Any]) -> Tensor:
+        """A batch of clips (cached ``features`` or raw ``frames``) -> logits (see ``logits``)."""
+        return self.logits(self.clip_features(batch))
+
+    def logits(self, features: Tensor) -> Tensor:
+        """``(B, T, D)`` -> ``(B, C)`` logits, or ``(B, N, T, D)`` (N clips per video) -> ``(B, N, C)``."""
+        if features.dim() == 4:
+            b, n = features.shape[:2]
+            return self.classifier(features.flatten(0, 1)).reshape(b, n, -1)
+        return self.classifier(features)

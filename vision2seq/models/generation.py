@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vision2seq.models.captioner import CaptionDecoder
+if TYPE_CHECKING:
+    from vision2seq.config import GenerationConfig
+    from vision2seq.models.captioner import CaptionDecoder
 
 
 @dataclass
@@ -365,15 +367,51 @@ def generate(
     features: Tensor,
     bos_id: int,
     eos_id: int,
-    *,
-    strategy: Literal["greedy", "beam", "sample"] = "greedy",
-    **kwargs,
+    settings: GenerationConfig,
+    return_attention: bool = False,
 ) -> Generation:
-    """Call ``greedy``, ``beam_search`` or ``sample`` by name; ``kwargs`` go to that function."""
-    if strategy == "greedy":
-        return greedy(decoder, features, bos_id, eos_id, **kwargs)
-    if strategy == "beam":
-        return beam_search(decoder, features, bos_id, eos_id, **kwargs)
-    if strategy == "sample":
-        return sample(decoder, features, bos_id, eos_id, **kwargs)
-    raise ValueError(f"unknown strategy {strategy!r}; expected one of ['beam', 'greedy', 'sample']")
+    """Decode with ``settings``: ``greedy``, ``beam`` (batched beam search; a beam of 1 is greedy
+    decoding, so it runs as such) or ``sample`` (temperature, top-k)."""
+    common = dict(max_len=settings.max_len, return_attention=return_attention)
+    if settings.strategy == "sample":
+        return sample(
+            decoder,
+            features,
+            bos_id,
+            eos_id,
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            **common,
+        )
+    if settings.strategy == "beam" and settings.beam_size > 1:
+        return beam_search(
+            decoder,
+            features,
+            bos_id,
+            eos_id,
+            beam_size=settings.beam_size,
+            length_penalty=settings.length_penalty,
+            **common,
+        )
+    if settings.strategy not in ("greedy", "beam"):
+        raise ValueError(
+            f"unknown strategy {settings.strategy!r}; expected one of ['beam', 'greedy', 'sample']"
+        )
+    return greedy(decoder, features, bos_id, eos_id, **common)
+
+
+def with_settings(
+    base: GenerationConfig,
+    beam_size: int | None = None,
+    max_len: int | None = None,
+    length_penalty: float | None = None,
+) -> GenerationConfig:
+    """``base`` with the given values replaced; a beam size picks beam search (1: greedy)."""
+    settings = base
+    if beam_size is not None:
+        settings = replace(settings, strategy="beam" if beam_size > 1 else "greedy", beam_size=beam_size)
+    if max_len is not None:
+        settings = replace(settings, max_len=max_len)
+    if length_penalty is not None:
+        settings = replace(settings, length_penalty=length_penalty)
+    return settings

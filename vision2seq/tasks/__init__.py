@@ -1,0 +1,63 @@
+"""The tasks, by the name a config's ``task`` key and a checkpoint's ``task`` entry use.
+
+Every task module exposes the same names, which ``train``, ``evaluate``, the checkpoint checks and the
+inference classes use without branching on the task:
+
+- ``NAME``, ``COMMAND`` (the command that uses its checkpoints) and ``EXTRAS`` (the ``extras`` entry its
+  checkpoints need: the vocabulary, the class names);
+- a task class with ``training_step``, ``predict_step``, ``make_evaluator``, ``parameter_groups``,
+  ``checkpoint_extras`` and ``monitor`` (see ``engine.Task``);
+- ``build(config, device, dist) -> Built``: task, model and loaders of a training run;
+- ``eval_loader(config, model, split, device)``: the loader ``evaluate`` scores;
+- ``restore(checkpoint, source, overrides, device) -> Restored``: task and model of a checkpoint.
+
+Adding a task: one module here, one model file under ``models/``, one config schema in ``config.py``
+and one entry below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from vision2seq.checkpoint import CheckpointError
+from vision2seq.tasks import captioning, video_classification
+
+TASKS: dict[str, ModuleType] = {
+    "captioning": captioning,
+    "video_classification": video_classification,
+}
+
+
+def checkpoint_task(path: str | Path, checkpoint: dict[str, Any], expected: str | None = None) -> ModuleType:
+    """The task module of a loaded checkpoint, after checking it holds what that task reads.
+
+    Args:
+        path: Where the checkpoint came from (for messages).
+        checkpoint: The loaded payload (``checkpoint.load_checkpoint``).
+        expected: The task the caller needs (``caption`` needs a captioner); None accepts any task.
+
+    Raises:
+        CheckpointError: an unknown task, another task than ``expected``, or a missing/malformed ``config``,
+            ``model`` or ``extras`` entry.
+    """
+    found = checkpoint.get("task")
+    module = TASKS.get(found) if isinstance(found, str) else None
+    if expected is not None and found != expected:
+        hint = f" (use `{module.COMMAND}` with it)" if module is not None else ""
+        raise CheckpointError(
+            f"{path}: this is a {found!r} checkpoint, but a {expected!r} checkpoint is needed{hint}"
+        )
+    if module is None:
+        known = ", ".join(sorted(TASKS))
+        raise CheckpointError(f"{path}: unknown checkpoint task {found!r} (expected one of {known})")
+    extras = checkpoint.get("extras")
+    problems = [key for key in ("config", "model") if not isinstance(checkpoint.get(key), dict)]
+    if not (isinstance(extras, dict) and isinstance(extras.get(module.EXTRAS), list)):
+        problems.append(f"extras.{module.EXTRAS}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: damaged {found!r} checkpoint: missing or malformed {', '.join(problems)}"
+        )
+    return module

@@ -1,115 +1,29 @@
-"""The captioning task: the model (encoder + LSTM decoder), its loss, its predictions, its evaluator."""
+"""The image-captioning task: its loss, predictions and evaluator, and how its model and loaders are built
+from a config or restored from a checkpoint (the names every task module exposes; see ``tasks``)."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from vision2seq.config import CaptioningConfig, GenerationConfig
+from vision2seq.config import CaptioningConfig
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary
+from vision2seq.distributed import SINGLE, DistContext
+from vision2seq.engine import seed_everything
 from vision2seq.evaluation.captions import CaptionEvaluator
-from vision2seq.models.captioner import DecoderOutput, attention_regularization, build_decoder
+from vision2seq.models.captioner import CaptionModel, attention_regularization, build_decoder
 from vision2seq.models.encoder import ImageEncoder
-from vision2seq.models.generation import Generation, beam_search, greedy, sample
+from vision2seq.tasks.common import Built, Restored, apply_overrides
 
-
-class CaptionModel(nn.Module):
-    """An image encoder and a caption decoder; ``forward`` is teacher forcing."""
-
-    def __init__(self, encoder: ImageEncoder, decoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder, self.decoder = encoder, decoder
-
-    def features(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Cached features when the batch carries them, else the encoder run on its images."""
-        if "features" in batch:
-            return batch["features"]  # (B, D) or (B, N, D)
-        return self.encoder(batch["images"])
-
-    def forward(self, batch: Mapping[str, Any]) -> DecoderOutput:
-        """Teacher forcing on the batch's ``captions`` ``(B, L)`` (the whole batch goes through forward so
-        DistributedDataParallel sees every trained parameter, the encoder's included)."""
-        return self.decoder(self.features(batch), batch["captions"])
-
-
-def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageEncoder:
-    """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint."""
-    enc = config.model.encoder
-    return ImageEncoder(
-        enc.name, enc.weights, enc.output, enc.trainable_from, enc.image_size, load_weights=load_weights
-    )
-
-
-def build_caption_model(
-    config: CaptioningConfig, vocab_size: int, encoder: ImageEncoder | None = None, load_weights: bool = True
-) -> CaptionModel:
-    """Encoder (built unless given) plus the configured decoder."""
-    dec = config.model.decoder
-    encoder = encoder or build_encoder(config, load_weights)
-    kwargs: dict[str, Any] = dict(
-        embed_dim=dec.embed_dim, hidden_dim=dec.hidden_dim, num_layers=dec.num_layers, dropout=dec.dropout
-    )
-    if dec.kind == "attention":
-        kwargs["attention_dim"] = dec.attention_dim
-    decoder = build_decoder(dec.kind, encoder.feature_dim, vocab_size, **kwargs)
-    return CaptionModel(encoder, decoder)
-
-
-def generate_captions(
-    model: CaptionModel,
-    features: torch.Tensor,
-    vocab: Vocabulary,
-    settings: GenerationConfig,
-    return_attention: bool = False,
-) -> Generation:
-    """Decode ``features`` with the configured strategy: greedy, batched beam search, or sampling."""
-    common = dict(max_len=settings.max_len, return_attention=return_attention)
-    if settings.strategy == "sample":
-        return sample(
-            model.decoder,
-            features,
-            vocab.bos_id,
-            vocab.eos_id,
-            temperature=settings.temperature,
-            top_k=settings.top_k,
-            **common,
-        )
-    if settings.strategy == "greedy" or settings.beam_size <= 1:
-        return greedy(model.decoder, features, vocab.bos_id, vocab.eos_id, **common)
-    return beam_search(
-        model.decoder,
-        features,
-        vocab.bos_id,
-        vocab.eos_id,
-        beam_size=settings.beam_size,
-        length_penalty=settings.length_penalty,
-        **common,
-    )
-
-
-def generation_settings(
-    base: GenerationConfig,
-    beam_size: int | None = None,
-    max_len: int | None = None,
-    length_penalty: float | None = None,
-) -> GenerationConfig:
-    """``base`` with the given values replaced; a beam size picks beam search (1: greedy)."""
-    settings = base
-    if beam_size is not None:
-        settings = dataclasses.replace(
-            settings, strategy="beam" if beam_size > 1 else "greedy", beam_size=beam_size
-        )
-    if max_len is not None:
-        settings = dataclasses.replace(settings, max_len=max_len)
-    if length_penalty is not None:
-        settings = dataclasses.replace(settings, length_penalty=length_penalty)
-    return settings
+NAME = "captioning"
+COMMAND = "vision2seq caption"
+"""The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
+EXTRAS = "vocab"
+"""The entry of a checkpoint's ``extras`` this task needs (a list)."""
 
 
 class BatchCaptionEvaluator:
@@ -128,7 +42,8 @@ class BatchCaptionEvaluator:
 class CaptioningTask:
     """Cross-entropy with teacher forcing (+ doubly stochastic attention loss); judged by generating."""
 
-    name = "captioning"
+    name = NAME
+    inputs = ("images", "features")
     monitor = "bleu_4"
 
     def __init__(self, config: CaptioningConfig, vocab: Vocabulary) -> None:
@@ -149,7 +64,7 @@ class CaptioningTask:
         return losses
 
     def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
-        result = generate_captions(model, model.features(batch), self.vocab, self.config.generation)
+        result = model.generate(model.features(batch), self.config.generation)
         return {
             key: detokenize(self.vocab.decode(tokens))
             for key, tokens in zip(batch["keys"], result.tokens, strict=True)
@@ -165,4 +80,62 @@ class CaptioningTask:
         ]
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {"vocab": self.vocab.to_list()}
+        return {EXTRAS: self.vocab.to_list()}
+
+
+def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageEncoder:
+    """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint."""
+    enc = config.model.encoder
+    return ImageEncoder(
+        enc.name, enc.weights, enc.output, enc.trainable_from, enc.image_size, load_weights=load_weights
+    )
+
+
+def build_model(
+    config: CaptioningConfig,
+    vocab: Vocabulary,
+    encoder: ImageEncoder | None = None,
+    load_weights: bool = True,
+) -> CaptionModel:
+    """Encoder (built unless given) plus the configured decoder."""
+    dec = config.model.decoder
+    encoder = encoder or build_encoder(config, load_weights)
+    kwargs: dict[str, Any] = dict(
+        embed_dim=dec.embed_dim, hidden_dim=dec.hidden_dim, num_layers=dec.num_layers, dropout=dec.dropout
+    )
+    if dec.kind == "attention":
+        kwargs["attention_dim"] = dec.attention_dim
+    decoder = build_decoder(dec.kind, encoder.feature_dim, len(vocab), **kwargs)
+    return CaptionModel(encoder, decoder, vocab.bos_id, vocab.eos_id)
+
+
+def build(config: CaptioningConfig, device: torch.device, dist: DistContext = SINGLE) -> Built:
+    """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
+    from vision2seq.data.caption_datasets import build_caption_data
+
+    encoder = build_encoder(config)
+    data = build_caption_data(config, encoder, device, dist=dist)
+    # Building the feature cache may draw from the RNG; re-seed so the decoder's initial weights depend
+    # only on the seed, whether or not the cache already existed.
+    seed_everything(config.seed + 1)
+    model = build_model(config, data.vocab, encoder=encoder)
+    return Built(CaptioningTask(config, data.vocab), model, data.train, data.val)
+
+
+def eval_loader(config: CaptioningConfig, model: CaptionModel, split: str, device: torch.device):
+    """One item per image of ``split``, with its references (features from the cache when frozen)."""
+    from vision2seq.data.caption_datasets import build_eval_loader
+
+    return build_eval_loader(config, model.encoder, device, split)
+
+
+def restore(
+    checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
+) -> Restored:
+    """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
+    config = apply_overrides(checkpoint, source, overrides)
+    vocab = Vocabulary(checkpoint["extras"][EXTRAS])
+    task = CaptioningTask(config, vocab)
+    return Restored.build(
+        task, lambda: build_model(config, vocab, load_weights=False), checkpoint, source, device
+    )

@@ -1,55 +1,31 @@
-"""The video-classification task: model (frame encoder + clip classifier), loss, predictions, evaluator,
-and the data set-up for the shared training loop."""
+"""The video-classification task: its loss, predictions and evaluator, and how its model and loaders are
+built from a config or restored from a checkpoint (the names every task module exposes; see ``tasks``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from vision2seq.config import VideoConfig
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.engine import seed_everything
 from vision2seq.evaluation.accuracy import ClassificationEvaluator
-from vision2seq.models.clip_classifier import ClipClassifier
+from vision2seq.models.clip_classifier import ClipClassifier, VideoModel
 from vision2seq.models.encoder import ImageEncoder
+from vision2seq.tasks.common import Built, Restored, apply_overrides
+
+NAME = "video_classification"
+COMMAND = "vision2seq classify"
+"""The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
+EXTRAS = "labels"
+"""The entry of a checkpoint's ``extras`` this task needs (the class names, a list)."""
 
 
-class VideoModel(nn.Module):
-    """A per-frame image encoder and an LSTM (or mean-pool) clip classifier."""
-
-    def __init__(self, encoder: ImageEncoder, classifier: ClipClassifier) -> None:
-        super().__init__()
-        self.encoder, self.classifier = encoder, classifier
-
-    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(..., T, 3, H, W)`` frames -> ``(..., T, D)`` features (the encoder sees them as one batch)."""
-        lead = frames.shape[:-3]
-        features = self.encoder(frames.flatten(0, -4))  # (N*T, D)
-        return features.reshape(*lead, features.shape[-1])
-
-    def clip_features(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Cached features when the batch carries them, else the encoder over its frames."""
-        if "features" in batch:
-            return batch["features"]
-        return self.encode_frames(batch["frames"])
-
-    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """A batch of clips (cached ``features`` or raw ``frames``) -> logits (see ``logits``)."""
-        return self.logits(self.clip_features(batch))
-
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` -> ``(B, C)`` logits, or ``(B, N, T, D)`` (N clips per video) -> ``(B, N, C)``."""
-        if features.dim() == 4:
-            b, n = features.shape[:2]
-            return self.classifier(features.flatten(0, 1)).reshape(b, n, -1)
-        return self.classifier(features)
-
-
-def build_video_encoder(config: VideoConfig, load_weights: bool = True) -> ImageEncoder:
+def build_encoder(config: VideoConfig, load_weights: bool = True) -> ImageEncoder:
+    """The configured per-frame encoder; ``load_weights=False`` when its weights come from a checkpoint."""
     enc = config.model.encoder
     # A clip classifier consumes one vector per frame, so the encoder output is always pooled.
     return ImageEncoder(
@@ -57,11 +33,12 @@ def build_video_encoder(config: VideoConfig, load_weights: bool = True) -> Image
     )
 
 
-def build_video_model(
+def build_model(
     config: VideoConfig, num_classes: int, encoder: ImageEncoder | None = None, load_weights: bool = True
 ) -> VideoModel:
+    """Encoder (built unless given) plus the configured clip classifier."""
     t = config.model.temporal
-    encoder = encoder or build_video_encoder(config, load_weights)
+    encoder = encoder or build_encoder(config, load_weights)
     classifier = ClipClassifier(
         encoder.feature_dim,
         num_classes,
@@ -100,7 +77,8 @@ class VideoEvaluator:
 class VideoClassificationTask:
     """Cross-entropy on clip logits; predictions are softmax scores averaged over a video's clips."""
 
-    name = "video_classification"
+    name = NAME
+    inputs = ("frames", "features")
     monitor = "top1"
 
     def __init__(self, config: VideoConfig, class_names: list[str]) -> None:
@@ -127,15 +105,36 @@ class VideoClassificationTask:
         ]
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {"labels": list(self.class_names)}
+        return {EXTRAS: list(self.class_names)}
 
 
-def setup_video(config: VideoConfig, device: torch.device, dist: DistContext = SINGLE):
-    """The task, model and loaders of a video experiment (used by ``vision2seq.train``)."""
+def build(config: VideoConfig, device: torch.device, dist: DistContext = SINGLE) -> Built:
+    """The task, model and loaders of a training run (class names from the dataset's layout)."""
     from vision2seq.data.video_loaders import build_video_data
 
-    encoder = build_video_encoder(config)
+    encoder = build_encoder(config)
     data = build_video_data(config, encoder, device, dist)
     seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
-    model = build_video_model(config, len(data.class_names), encoder=encoder)
-    return VideoClassificationTask(config, data.class_names), model, data
+    model = build_model(config, len(data.class_names), encoder=encoder)
+    return Built(VideoClassificationTask(config, data.class_names), model, data.train, data.val)
+
+
+def eval_loader(config: VideoConfig, model: VideoModel, split: str, device: torch.device):
+    """Every video of ``split`` with its label (features from the training run's cache when frozen)."""
+    from vision2seq.data.video_loaders import clip_datasets, load_video_list, make_loader
+
+    videos = load_video_list(config, split)
+    [dataset] = clip_datasets(config, model.encoder, [(videos, False)], device)
+    return make_loader(dataset, config, False, device)
+
+
+def restore(
+    checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
+) -> Restored:
+    """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
+    config = apply_overrides(checkpoint, source, overrides)
+    names = list(checkpoint["extras"][EXTRAS])
+    task = VideoClassificationTask(config, names)
+    return Restored.build(
+        task, lambda: build_model(config, len(names), load_weights=False), checkpoint, source, device
+    )
