@@ -55,3 +55,32 @@ def test_attention_weights_and_bad_settings():
         ClipClassifier(4, 3, pooling="max")
     with pytest.raises(ValueError, match="kind"):
         ClipClassifier(4, 3, kind="gru")
+
+
+def _one_direction(lstm: torch.nn.LSTM, suffix: str) -> torch.nn.LSTM:
+    """A one-layer unidirectional LSTM holding one direction's weights of ``lstm``."""
+    single = torch.nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        getattr(single, f"{name}_l0").data.copy_(getattr(lstm, f"{name}_l0{suffix}").data)
+    return single
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_bidirectional_stream_matches_an_independent_two_lstm_reference(pooling):
+    """After every frame the streamed logits equal a reference built from two separate one-way LSTMs:
+    the forward one over the frames so far, the backward one over the same frames reversed."""
+    torch.manual_seed(0)
+    model = ClipClassifier(6, 4, hidden_dim=5, bidirectional=True, pooling=pooling).eval()
+    forward_lstm, backward_lstm = _one_direction(model.lstm, ""), _one_direction(model.lstm, "_reverse")
+    clips = torch.randn(2, 5, 6)
+    state = model.init_stream()
+    for t in range(clips.shape[1]):
+        streamed, state = model.stream_step(clips[:, t], state)
+        seen = clips[:, : t + 1]
+        ahead, _ = forward_lstm(seen)  # (B, t+1, H)
+        behind = backward_lstm(seen.flip(1))[0].flip(1)  # (B, t+1, H), aligned with the frames
+        if pooling == "last":  # each direction's final state: forward at the newest frame, backward at 0
+            pooled = torch.cat([ahead[:, -1], behind[:, 0]], dim=-1)
+        else:
+            pooled = torch.cat([ahead, behind], dim=-1).mean(dim=1)
+        torch.testing.assert_close(streamed, model.classifier(pooled), rtol=1e-5, atol=1e-6)
