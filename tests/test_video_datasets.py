@@ -19,7 +19,7 @@ from video_fixtures import (
 )
 
 from vision2seq.data.video import VideoDecodeError
-from vision2seq.data.video_clips import VideoClipDataset, collate_skip_none
+from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import (
     VideoList,
     VideoSample,
@@ -268,16 +268,16 @@ def test_training_draws_are_reproducible_per_epoch(folders: Path) -> None:
     assert VideoClipDataset(clips, num_frames=4, train=False).index_sampler(0)(40) == [5, 15, 25, 35]
 
 
-def test_bad_video_raises_or_is_skipped(folders: Path, tmp_path: Path) -> None:
+def test_bad_video_is_its_error_line_or_raises_from_load(folders: Path, tmp_path: Path) -> None:
     good = parse_class_folders(folders, "all").samples[:2]
     bad = VideoSample(make_text_file(tmp_path / "broken.avi"), 0)
+    dataset = VideoClipDataset(VideoList([*good, bad], ["left", "right"]), num_frames=4)
     with pytest.raises(VideoDecodeError, match=r"broken\.avi: not a video file"):
-        VideoClipDataset([*good, bad], num_frames=4)[2]
-    dataset = VideoClipDataset(VideoList([*good, bad], ["left", "right"]), num_frames=4, skip_bad=True)
-    assert dataset[2] is None
-    frames, labels = collate_skip_none([dataset[i] for i in range(3)])
-    assert frames.shape == (2, 4, 3, 32, 32) and labels.tolist() == [0, 0]
-    assert collate_skip_none([None, None]) is None
+        dataset.load(2)
+    message = dataset[2]
+    assert isinstance(message, str) and "\n" not in message
+    assert message.startswith(f"cannot read video {tmp_path / 'broken.avi'}: not a video file")
+    assert dataset[0][0].shape == (4, 3, 32, 32)
 
 
 def test_worker_processes_load_the_same_clips(folders: Path) -> None:
@@ -285,6 +285,6 @@ def test_worker_processes_load_the_same_clips(folders: Path) -> None:
     dataset = VideoClipDataset(clips, num_frames=4, train=True, seed=5)
     dataset.set_epoch(3)
     in_process = torch.stack([dataset[i][0] for i in range(4)])
-    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_skip_none)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2)
     batches = [frames for frames, _ in loader]
     assert torch.equal(torch.cat(batches)[:4], in_process)

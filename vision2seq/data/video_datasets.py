@@ -45,11 +45,13 @@ class VideoSample:
         label: Class index into the list's ``class_names``.
         group: Clips sharing a group (same actors/scene, e.g. UCF101 ``g08``) must stay on one side of
             a train/val split; None when unknown.
+        split: The row's value in a CSV list's split column (``train``, ``val``, ...); None without one.
     """
 
     path: Path
     label: int
     group: str | None = None
+    split: str | None = None
 
 
 @dataclass
@@ -277,6 +279,24 @@ def _split_groups(samples: list[VideoSample], val_fraction: float, seed: int) ->
     return {path for path, key in key_of.items() if key in val_keys}
 
 
+def carve_validation(videos: VideoList, val_fraction: float, seed: int) -> tuple[VideoList, VideoList]:
+    """Split ``videos`` into ``(train, val)``: seeded, group-aware, about ``val_fraction`` for val.
+
+    Clips sharing a group (UCF101 ``_gXX_``, an HMDB51 source movie) land on the same side, so
+    validation never scores actors or scenes seen in training.
+
+    Raises:
+        UserError: ``val_fraction`` outside ``[0, 1)``.
+    """
+    if not 0 <= val_fraction < 1:
+        raise UserError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+    val = _split_groups(videos.samples, val_fraction, seed)
+    return (
+        VideoList([s for s in videos.samples if s.path not in val], videos.class_names),
+        VideoList([s for s in videos.samples if s.path in val], videos.class_names),
+    )
+
+
 def parse_class_folders(
     root: Path | str, subset: str = "train", val_fraction: float = 0.2, seed: int = 0
 ) -> VideoList:
@@ -296,8 +316,6 @@ def parse_class_folders(
     """
     root = Path(root)
     _check_subset(subset, ("train", "val", "all"), "class-folder")
-    if not 0 <= val_fraction < 1:
-        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if not root.is_dir():
         raise UserError(f"{root}: missing dataset folder")
     class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -311,8 +329,8 @@ def parse_class_folders(
         raise UserError(f"{root}: no clips found; expected <root>/<class>/<video file or frame folder>")
     if subset == "all":
         return VideoList(samples, class_names)
-    val = _split_groups(samples, val_fraction, seed)
-    return VideoList([s for s in samples if (s.path in val) == (subset == "val")], class_names)
+    train, val = carve_validation(VideoList(samples, class_names), val_fraction, seed)
+    return val if subset == "val" else train
 
 
 # --- CSV lists ---------------------------------------------------------------------------------
@@ -397,11 +415,12 @@ def parse_csv(
     index = {name: i for i, name in enumerate(names)}
     samples = []
     for line_no, row in rows:
-        if subset is not None and split_col is not None and row[split_col].strip() != subset:
+        if subset is not None and split_col is not None and row[split_col].strip().lower() != subset:
             continue
         label = row[label_col].strip()
         if label not in index:
             raise UserError(f"{csv_path}:{line_no}: label {label!r} is not one of the {len(names)} classes")
         path = _join_inside(videos_root, row[path_col].strip(), f"{csv_path}:{line_no}")
-        samples.append(VideoSample(path, index[label], _ucf_group(path.name)))
+        split = row[split_col].strip().lower() if split_col is not None else None
+        samples.append(VideoSample(path, index[label], _ucf_group(path.name), split))
     return VideoList(_check_missing(samples, csv_path, videos_root, skip_missing), names)
