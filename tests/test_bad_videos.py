@@ -17,19 +17,21 @@ import tiny_models
 from bad_inputs import make_good, png_declaring
 from tiny_models import assert_reported, error_lines, run_cli
 from video_fixtures import (
+    count_frames,
     make_audio_only,
     make_corrupt_packet,
     make_empty_file,
     make_text_file,
     make_truncated,
     moving_square_frames,
+    probe_video,
     write_frame_folder,
     write_video,
 )
 
 from vision2seq.classifier import VideoClassifier
 from vision2seq.data.sampling import sample_segment_indices
-from vision2seq.data.video import VideoDecodeError, count_frames, probe_video, read_sampled_frames
+from vision2seq.data.video import VideoDecodeError, read_sampled_frames
 
 N = 8  # frames of the good clips
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from vision2seq.data.video import VIDEO_SUFFIXES
+from vision2seq.data.inputs import VIDEO_SUFFIXES, join_inside
 from vision2seq.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -82,23 +81,6 @@ def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
-def _join_inside(root: Path, relative: str, where: str) -> Path:
-    """``root / relative``, refusing absolute paths and ``..`` that would leave ``root``.
-
-    The check is on the text, not on resolved paths, so symlinked dataset folders keep working.
-    """
-    if not relative.strip():
-        raise UserError(f"{where}: empty path")
-    normal = os.path.normpath(relative.replace("\\", "/"))
-    if normal == ".":
-        raise UserError(f"{where}: path {relative!r} names the dataset root itself, not a clip")
-    if os.path.isabs(normal) or re.match(r"^[A-Za-z]:", normal) or normal.split(os.sep)[0] == "..":
-        raise UserError(
-            f"{where}: path {relative!r} leaves the dataset root {root}; list paths relative to it"
-        )
-    return root / PurePosixPath(normal.replace(os.sep, "/"))
 
 
 def _check_missing(
@@ -185,7 +167,7 @@ def parse_ucf101(
             if folder.lower() not in index:
                 raise UserError(f"{where}: class folder {folder!r} is not in classInd.txt")
             label = index[folder.lower()]
-        path = _join_inside(videos_root, relative, where)
+        path = join_inside(videos_root, relative, where)
         samples.append(VideoSample(path, label, _ucf_group(path.name)))
     return VideoList(_check_missing(samples, listing, videos_root, skip_missing), class_names)
 
@@ -232,7 +214,7 @@ def parse_hmdb51(
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise UserError(f"{split_file}:{line_no}: expected 'name.avi 0|1|2', got {line!r}")
             if parts[1] == _HMDB_IDS[subset]:
-                path = _join_inside(videos_root, f"{name}/{parts[0]}", f"{split_file}:{line_no}")
+                path = join_inside(videos_root, f"{name}/{parts[0]}", f"{split_file}:{line_no}")
                 movie = parts[0].split(f"_{name}_")[0] if f"_{name}_" in parts[0] else None
                 samples.append(VideoSample(path, label, movie))
     return VideoList(_check_missing(samples, annotations_dir, videos_root, skip_missing), class_names)
@@ -420,7 +402,7 @@ def parse_csv(
         label = row[label_col].strip()
         if label not in index:
             raise UserError(f"{csv_path}:{line_no}: label {label!r} is not one of the {len(names)} classes")
-        path = _join_inside(videos_root, row[path_col].strip(), f"{csv_path}:{line_no}")
+        path = join_inside(videos_root, row[path_col].strip(), f"{csv_path}:{line_no}")
         split = row[split_col].strip().lower() if split_col is not None else None
         samples.append(VideoSample(path, index[label], _ucf_group(path.name), split))
     return VideoList(_check_missing(samples, csv_path, videos_root, skip_missing), names)
