@@ -298,6 +298,7 @@ class FrameGrid:
         rng = rng if rng is not None else np.random.default_rng()
         t = self.sampling.num_frames
         if self.sampling.mode == "dense":  # one whole window: the stride stays exact
-            return [int(rng.integers(self.num_clips)) * t + k for k in range(t)]
+            window = int(rng.integers(self.num_clips))
+            return [window * t + k for k in range(t)]
         # segment: an independent grid position inside each segment (sorted, segments are ordered)
         return [int(q) * t + k for k, q in enumerate(rng.integers(self.num_clips, size=t))]

@@ -284,7 +284,7 @@ def clip_datasets(
             for videos, train in subsets
         ]
     grid = FrameGrid.for_cache(sampling, d.cache_frames)
-    root = Path(d.cache_dir) if d.cache_dir else default_cache_root()
+    root = (Path(d.cache_dir) if d.cache_dir else default_cache_root()) / "video_features"
     paths = _cached_paths([videos for videos, _ in subsets])
     training = any(train for _, train in subsets)
     reused = None if training else _training_cache(config, encoder, grid, root, paths)
@@ -304,7 +304,7 @@ def clip_datasets(
         return features.reshape(*clips.shape[:2], -1)
 
     store = cached_features(
-        root / "video_features",
+        root,
         fingerprint,
         [str(p) for p in paths],
         IndexedClips(frames),
