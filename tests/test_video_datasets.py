@@ -18,6 +18,7 @@ from video_fixtures import (
     write_video,
 )
 
+from vision2seq.config import ConfigError, load_config
 from vision2seq.data.video import VideoDecodeError
 from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import (
@@ -28,6 +29,7 @@ from vision2seq.data.video_datasets import (
     parse_hmdb51,
     parse_ucf101,
 )
+from vision2seq.data.video_loaders import SPLITS, load_video_list
 from vision2seq.errors import UserError
 
 UCF_CLASSES = ("ApplyEyeMakeup", "Archery", "BabyCrawling")
@@ -288,3 +290,81 @@ def test_worker_processes_load_the_same_clips(folders: Path) -> None:
     loader = DataLoader(dataset, batch_size=2, num_workers=2)
     batches = [frames for frames, _ in loader]
     assert torch.equal(torch.cat(batches)[:4], in_process)
+
+
+# --- splits for model selection (load_video_list) --------------------------------------------------
+
+
+def video_config(videos: Path, annotations: Path | None = None, *extra: str):
+    overrides = ["task=video_classification", f"data.videos={videos}", *extra]
+    if annotations is not None:
+        overrides.append(f"data.annotations={annotations}")
+    return load_config(None, overrides)
+
+
+def paths_of(videos: VideoList) -> set[Path]:
+    return {s.path for s in videos.samples}
+
+
+@pytest.mark.parametrize("layout", ["ucf", "hmdb"])
+def test_official_layouts_carve_validation_out_of_the_training_list(layout: str, request) -> None:
+    videos, annotations = request.getfixturevalue(layout)
+    config = video_config(videos, annotations, "data.val_fraction=0.3")
+    train, val, test = (load_video_list(config, s) for s in ("train", "val", "test"))
+    official = (parse_ucf101 if layout == "ucf" else parse_hmdb51)(videos, annotations, 1, "train")
+    assert val.samples and train.samples and test.samples
+    assert paths_of(train) | paths_of(val) == paths_of(official)  # val comes from the training list
+    assert not paths_of(train) & paths_of(val)
+    assert not paths_of(val) & paths_of(test)  # --split val and --split test score different videos
+    assert {s.group for s in train.samples}.isdisjoint({s.group for s in val.samples})  # group-aware
+    assert paths_of(load_video_list(config, "val")) == paths_of(val)  # seeded: the same every run
+
+
+def test_class_folders_refuse_a_test_split(folders: Path) -> None:
+    config = video_config(folders)
+    assert load_video_list(config, "val").samples
+    with pytest.raises(ConfigError, match=r"no 'test' split \(available: train, val\)"):
+        load_video_list(config, "test")
+    with pytest.raises(ConfigError, match="unknown split 'dev'"):
+        load_video_list(config, "dev")
+
+
+def test_csv_split_column_is_honoured(csv_root: Path) -> None:
+    listing = csv_root / "list.csv"
+    listing.write_text(
+        "path,label,split\n"
+        "abseiling/a1.mp4,abseiling,train\n"
+        "playing guitar/g1.mp4,playing guitar,train\n"
+        "abseiling/a2.mp4,abseiling,val\n"
+        "playing guitar/g2.mp4,playing guitar,test\n"
+    )
+    config = video_config(csv_root / "videos", listing)
+    names = {s: sorted(p.name for p in paths_of(load_video_list(config, s))) for s in SPLITS}
+    assert names == {"train": ["a1.mp4", "g1.mp4"], "val": ["a2.mp4"], "test": ["g2.mp4"]}
+
+
+def test_csv_without_split_column_carves_val_and_has_no_test(csv_root: Path) -> None:
+    listing = csv_root / "list.csv"
+    listing.write_text(
+        "".join(
+            f"{c}/{n}.mp4,{c}\n"
+            for c, n in [
+                ("abseiling", "a1"),
+                ("abseiling", "a2"),
+                ("playing guitar", "g1"),
+                ("playing guitar", "g2"),
+            ]
+        )
+    )
+    config = video_config(csv_root / "videos", listing, "data.val_fraction=0.5")
+    train, val = load_video_list(config, "train"), load_video_list(config, "val")
+    assert len(train) == len(val) == 2 and not paths_of(train) & paths_of(val)
+    with pytest.raises(ConfigError, match=r"list\.csv: this dataset has no 'test' split"):
+        load_video_list(config, "test")
+
+
+def test_val_fraction_zero_is_refused_for_validation(ucf: tuple[Path, Path]) -> None:
+    config = video_config(*ucf, "data.val_fraction=0")
+    assert load_video_list(config, "train").samples
+    with pytest.raises(ConfigError, match=r"data\.val_fraction=0\.0 leaves no validation clips"):
+        load_video_list(config, "val")
