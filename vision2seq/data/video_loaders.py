@@ -10,6 +10,8 @@ video or run the CNN; the trade-off is that training jitter is limited to the gr
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,11 +86,18 @@ def _held_out(train: VideoList, config: VideoConfig, subset: str, source: object
     return val if subset == "val" else kept
 
 
-def _csv_list(config: VideoConfig, subset: str) -> VideoList:
+def _once(memo: dict[str, Any], key: str, parse: Callable[[], VideoList]) -> VideoList:
+    """Parse a list once per `load_video_lists` call (so missing clips are reported once)."""
+    if key not in memo:
+        memo[key] = parse()
+    return memo[key]
+
+
+def _csv_list(config: VideoConfig, subset: str, memo: dict[str, Any]) -> VideoList:
     d = config.data
     if d.annotations is None:
         raise ConfigError("data.annotations: a CSV list is needed for data.format=csv")
-    full = parse_csv(d.videos, d.annotations, skip_missing=d.skip_missing)
+    full = _once(memo, "csv", lambda: parse_csv(d.videos, d.annotations, skip_missing=d.skip_missing))
     tagged = bool(full.samples) and all(s.split is not None for s in full.samples)
 
     def rows(names: tuple[str, ...]) -> VideoList:
@@ -116,6 +125,12 @@ def _csv_list(config: VideoConfig, subset: str) -> VideoList:
 _CSV_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
 
 
+def load_video_lists(config: VideoConfig, subsets: Sequence[str]) -> list[VideoList]:
+    """`load_video_list` for several splits, reading each list file once."""
+    memo: dict[str, Any] = {}
+    return [_load(config, subset, memo) for subset in subsets]
+
+
 def load_video_list(config: VideoConfig, subset: str) -> VideoList:
     """The clips of split ``subset``: ``train``, ``val`` (model selection) or ``test``.
 
@@ -130,6 +145,10 @@ def load_video_list(config: VideoConfig, subset: str) -> VideoList:
             the available ones).
         UserError: unreadable or malformed lists.
     """
+    return _load(config, subset, {})
+
+
+def _load(config: VideoConfig, subset: str, memo: dict[str, Any]) -> VideoList:
     if subset not in SPLITS:
         raise ConfigError(f"unknown split {subset!r}; choose one of {', '.join(SPLITS)}")
     d = config.data
@@ -137,14 +156,18 @@ def load_video_list(config: VideoConfig, subset: str) -> VideoList:
     if fmt in ("ucf101", "hmdb51"):
         parse = parse_ucf101 if fmt == "ucf101" else parse_hmdb51
         official = "test" if subset == "test" else "train"
-        videos = parse(d.videos, d.annotations, d.split, official, skip_missing=d.skip_missing)
+        videos = _once(
+            memo,
+            official,
+            lambda: parse(d.videos, d.annotations, d.split, official, skip_missing=d.skip_missing),
+        )
         return videos if subset == "test" else _held_out(videos, config, subset, d.annotations)
     if fmt == "folders":
         if subset == "test":
             raise _no_split(d.videos, "test", ["train", "val"])
-        train = parse_class_folders(d.videos, "all")
+        train = _once(memo, "all", lambda: parse_class_folders(d.videos, "all"))
         return _held_out(train, config, subset, d.videos)
-    return _csv_list(config, subset)
+    return _csv_list(config, subset, memo)
 
 
 class IndexedClips(Dataset):
@@ -240,10 +263,14 @@ def _training_cache(
 ) -> tuple[str, list[Path]] | None:
     """The fingerprint and paths of the cache training built (train + val clips), when it exists and
     holds every ``wanted`` clip: evaluating after training then reuses it instead of re-encoding."""
+    quiet = logging.getLogger("vision2seq.data.video_datasets")
+    was, quiet.disabled = quiet.disabled, True  # the training run already reported missing clips
     try:
-        paths = _cached_paths([load_video_list(config, "train"), load_video_list(config, "val")])
+        paths = _cached_paths(load_video_lists(config, ["train", "val"]))
     except UserError:
         return None  # e.g. training clips moved since: no training cache to find
+    finally:
+        quiet.disabled = was
     if not set(wanted) <= set(paths):
         return None
     fingerprint = _cache_fingerprint(encoder, grid, paths)
@@ -342,8 +369,7 @@ def build_video_data(
     config: VideoConfig, encoder: ImageEncoder, device: torch.device, dist: DistContext = SINGLE
 ) -> VideoData:
     """Training and validation loaders plus the class names."""
-    train_list = load_video_list(config, "train")
-    val_list = load_video_list(config, "val")
+    train_list, val_list = load_video_lists(config, ["train", "val"])
     if not train_list.samples:
         raise UserError(f"{config.data.videos}: no training clips found")
     train, val = clip_datasets(config, encoder, [(train_list, True), (val_list, False)], device, dist)
