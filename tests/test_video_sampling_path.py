@@ -18,6 +18,7 @@ from vision2seq.config import load_config
 from vision2seq.data.sampling import ClipSampling, FrameGrid
 from vision2seq.data.video import read_sampled_frames
 from vision2seq.data.video_clips import VideoClipDataset
+from vision2seq.data.video_datasets import VideoSample
 from vision2seq.data.video_loaders import CachedClips, clip_datasets, load_video_list
 from vision2seq.evaluate import evaluate_checkpoint
 
@@ -114,3 +115,23 @@ def test_folder_layout_has_no_test_split(trained, capsys) -> None:
     assert main(["evaluate", "--checkpoint", str(best), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "no 'test' split (available: train, val)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_streaming_preprocesses_frames_exactly_as_classify(trained) -> None:
+    *_, best = trained
+    loaded = VideoClassifier.from_checkpoint(best, device="cpu")
+    config = loaded.with_overrides(["data.test_clips=1"])  # one clip, so a stream can replay it
+    classifier = VideoClassifier(loaded.model, loaded.class_names, config, "cpu")
+    path = load_video_list(config, "val").samples[0].path
+    clips = VideoClipDataset(
+        [VideoSample(path, 0)], 4, mode="dense", stride=3, clip_transform=classifier.transform
+    )
+    decoded = read_sampled_frames(path, clips.index_sampler(0))
+    assert torch.equal(classifier.preprocess(decoded.frames), clips[0][0])  # the same pixels
+    stream = classifier.stream()
+    for frame in decoded.frames:
+        streamed = stream.push(frame)
+    [result] = classifier.classify([path], top_k=2, num_workers=0)
+    classified = dict(result.labels)
+    for name, p in zip(classifier.class_names, streamed.tolist(), strict=True):
+        assert abs(classified[name] - p) < 1e-5
