@@ -365,10 +365,28 @@ def test_cli_classify_reports_an_unlistable_folder_and_classifies_the_rest(
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):  # a file below a folder without search permission
+        if Path(path).parent == locked / "inner":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
     monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", stat)
+    below = locked / "inner" / clips["good"].name
     code, out, err = run_cli(
-        capsys, "classify", "--checkpoint", tiny_video.checkpoint, locked, clips["good"], "--workers", "0"
+        capsys,
+        "classify",
+        "--checkpoint",
+        tiny_video.checkpoint,
+        locked,
+        below,
+        clips["good"],
+        "--workers",
+        "0",
     )
     assert code == 1
-    assert_reported(err, str(locked), "cannot list folder (permission denied)")
-    assert out.startswith(f"{clips['good']}\t")
+    assert_reported(err, f"{locked}:", "cannot list folder (permission denied)")
+    assert_reported(err, str(below), "cannot access (permission denied)")
+    assert out.startswith(f"{clips['good']}\t") and len(out.splitlines()) == 1

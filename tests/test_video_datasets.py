@@ -368,3 +368,16 @@ def test_val_fraction_zero_is_refused_for_validation(ucf: tuple[Path, Path]) -> 
     assert load_video_list(config, "train").samples
     with pytest.raises(ConfigError, match=r"data\.val_fraction=0\.0 leaves no validation clips"):
         load_video_list(config, "val")
+
+
+def test_class_folder_that_cannot_be_listed_is_one_error(folders: Path, monkeypatch) -> None:
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path):  # what a folder without read permission does (tests may run as root)
+        if self == folders / "left":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(UserError, match=r"left: cannot list folder \(permission denied\); fix its"):
+        parse_class_folders(folders, "all")

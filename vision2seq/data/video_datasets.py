@@ -279,6 +279,14 @@ def carve_validation(videos: VideoList, val_fraction: float, seed: int) -> tuple
     )
 
 
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise UserError(f"{folder}: cannot list folder ({reason}); fix its permissions") from None
+
+
 def parse_class_folders(
     root: Path | str, subset: str = "train", val_fraction: float = 0.2, seed: int = 0
 ) -> VideoList:
@@ -300,11 +308,11 @@ def parse_class_folders(
     _check_subset(subset, ("train", "val", "all"), "class-folder")
     if not root.is_dir():
         raise UserError(f"{root}: missing dataset folder")
-    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_names = sorted(p.name for p in _listing(root) if p.is_dir() and not p.name.startswith("."))
     samples = [
         VideoSample(clip, label, _ucf_group(clip.name))
         for label, name in enumerate(class_names)
-        for clip in sorted((root / name).iterdir())
+        for clip in sorted(_listing(root / name))
         if _is_clip(clip)
     ]
     if not samples:
