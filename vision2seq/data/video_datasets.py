@@ -9,11 +9,15 @@ Parsers turn a layout into a `VideoList` (samples + class names):
   files of ``name.avi 0|1|2`` lines (1 train, 2 test, 0 unused).
 * `parse_class_folders`: ``<root>/<class>/<clip>``, split into train/val with a seeded, group-aware
   split (UCF-style ``_gXX_`` groups never straddle train and val).
-* `parse_csv`: a Kinetics-style ``path,label[,split]`` list (header optional, labels are class names).
+* `parse_csv`: a Kinetics-style ``path,label[,split]`` list (header optional, labels are class names;
+  each sample keeps its split value).
+
+`carve_validation` splits a training list into train and val (seeded, group-aware); which split comes
+from where for each layout is decided in `vision2seq.data.video_loaders.load_video_list`.
 
 A clip can be a video file or a folder of extracted frames everywhere. Listed clips that do not exist
 are one `UserError` (or are skipped with ``skip_missing=True``); listed paths that leave the dataset
-root are refused.
+root are refused (`vision2seq.data.inputs.join_inside`).
 """
 
 from __future__ import annotations
