@@ -235,12 +235,12 @@ VIDEO_CASES: dict[str, VideoCase] = {
     ),
     "label_out_of_range": (
         lambda ann: (_append(ann / "trainlist01.txt", "MoveLeft/v_MoveLeft_g05_c01.avi 7"), ann)[1],
-        ("trainlist01.txt:3: label '7' is not in 1..2",),
+        ("trainlist01.txt:5: label '7' is not in 1..2",),
         False,
     ),
     "label_not_a_number": (
         lambda ann: (_append(ann / "trainlist01.txt", "MoveLeft/v_MoveLeft_g05_c01.avi \u00b2"), ann)[1],
-        ("trainlist01.txt:3: label '\u00b2' is not in 1..2",),
+        ("trainlist01.txt:5: label '\u00b2' is not in 1..2",),
         False,
     ),
     "unknown_class_folder": (
@@ -325,7 +325,9 @@ def test_video_lists_api(case: str, tiny_video: TinyRun, tmp_path: Path) -> None
         assert fragment in message
 
 
-@pytest.mark.parametrize("case", sorted(VIDEO_CASES))
+# Training never reads the test list (validation is carved out of the training list), so a problem
+# only in the test list does not stop it.
+@pytest.mark.parametrize("case", sorted(set(VIDEO_CASES) - {"unknown_class_folder"}))
 def test_video_lists_cli_train(case: str, tiny_video, tmp_path, capsys) -> None:
     annotations, fragments, _ = _video_case(case, tiny_video, tmp_path)
     code, _, err = run_cli(

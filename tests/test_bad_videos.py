@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,19 +18,23 @@ import tiny_models
 from bad_inputs import make_good, png_declaring
 from tiny_models import assert_reported, error_lines, run_cli
 from video_fixtures import (
+    count_frames,
     make_audio_only,
     make_corrupt_packet,
     make_empty_file,
     make_text_file,
     make_truncated,
     moving_square_frames,
+    probe_video,
     write_frame_folder,
     write_video,
 )
 
 from vision2seq.classifier import VideoClassifier
+from vision2seq.data import video_container, video_types
 from vision2seq.data.sampling import sample_segment_indices
-from vision2seq.data.video import VideoDecodeError, count_frames, probe_video, read_sampled_frames
+from vision2seq.data.video import VideoDecodeError, read_sampled_frames
+from vision2seq.data.video_datasets import parse_class_folders
 
 N = 8  # frames of the good clips
 
@@ -302,3 +307,86 @@ def test_cli_reports_bad_videos_and_uses_the_rest(command: str, tiny_video, clip
 def test_cli_exit_status_after_skipping_bad_videos(command: str, tiny_video, clips, tmp_path, capsys) -> None:
     code, _, _, _ = _run_with_bad_videos(command, tiny_video, clips, tmp_path, capsys)
     assert code == 1
+
+
+# --- frame-size limit, frame folders of any image format, unlistable folders ---------------------------
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = moving_square_frames(6, 32, 48)
+    if kind == "file":
+        path = write_video(tmp_path / "big.avi", frames)
+    else:
+        path = write_frame_folder(tmp_path / "big", frames)
+    monkeypatch.setattr(video_types, "MAX_FRAME_PIXELS", 32 * 48 - 1)
+    calls = []
+    monkeypatch.setattr(video_container, "_to_rgb", lambda f: calls.append(f))  # nothing converted
+    with pytest.raises(VideoDecodeError) as caught:
+        read_sampled_frames(path, lambda n: list(range(n)))
+    message = str(caught.value)
+    assert message == (
+        f"cannot read video {path if kind == 'file' else path / 'frame000001.jpg'}: frames of 48x32 pixels "
+        "exceed the limit of 1535 pixels per frame (8K UHD is 7680x4320); scale the video down first"
+    )
+    assert not calls
+    monkeypatch.setattr(video_types, "MAX_FRAME_PIXELS", 32 * 48)
+    assert len(read_sampled_frames(path, lambda n: [0]).frames) == 1  # at the limit: accepted
+
+
+def test_default_pixel_limit_is_8k() -> None:
+    assert video_types.MAX_FRAME_PIXELS == 7680 * 4320
+    with pytest.raises(VideoDecodeError, match="8000x8000 pixels exceed the limit of 33177600"):
+        video_types.check_frame_size(Path("huge.avi"), 8000, 8000)
+
+
+def test_cli_classify_finds_webp_frame_folders_like_training(tiny_video, tmp_path, capsys) -> None:
+    folder = write_frame_folder(
+        tmp_path / "clips" / "webp_clip", moving_square_frames(6, 32, 32), "{:03d}.webp"
+    )
+    code, out, err = run_cli(capsys, "classify", "--checkpoint", tiny_video.checkpoint, tmp_path / "clips")
+    assert code == 0, err
+    assert out.startswith(f"{folder}\t")
+    assert parse_class_folders(tmp_path, "all").samples[0].path == folder  # training takes it as a clip too
+
+
+def test_cli_classify_reports_an_unlistable_folder_and_classifies_the_rest(
+    tiny_video, clips, tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    shutil.copy(clips["good"], locked / "inner")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # what listing a folder without read permission does (tests may run as root)
+        if Path(path) in (locked, locked / "inner"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):  # a file below a folder without search permission
+        if Path(path).parent == locked / "inner":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", stat)
+    below = locked / "inner" / clips["good"].name
+    code, out, err = run_cli(
+        capsys,
+        "classify",
+        "--checkpoint",
+        tiny_video.checkpoint,
+        locked,
+        below,
+        clips["good"],
+        "--workers",
+        "0",
+    )
+    assert code == 1
+    assert_reported(err, f"{locked}:", "cannot list folder (permission denied)")
+    assert_reported(err, str(below), "cannot access (permission denied)")
+    assert out.startswith(f"{clips['good']}\t") and len(out.splitlines()) == 1

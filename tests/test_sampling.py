@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vision2seq.data.sampling import (
+    ClipSampling,
+    FrameGrid,
     sample_clip_indices,
     sample_dense_indices,
     sample_multi_clip_indices,
@@ -139,3 +141,36 @@ def test_multi_clip_positions() -> None:
 def test_bad_arguments_raise_value_error(call) -> None:
     with pytest.raises(ValueError):
         call()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    num_frames=frames,
+    count=st.integers(1, 16),
+    stride=strides,
+    test_clips=st.integers(1, 5),
+    cache_frames=st.integers(1, 200),
+    mode=st.sampled_from(["segment", "dense"]),
+    seed=seeds,
+)
+def test_cache_grid_holds_the_evaluation_clips_and_valid_training_clips(
+    num_frames: int, count: int, stride: int, test_clips: int, cache_frames: int, mode: str, seed: int
+) -> None:
+    sampling = ClipSampling(count, mode, stride, test_clips)
+    grid = FrameGrid.for_cache(sampling, cache_frames)
+    assert (grid.num_clips // test_clips) % 2 == 1 and grid.num_clips % test_clips == 0
+    assert grid.size <= max(cache_frames, count * test_clips)
+    cached = grid.frame_indices(num_frames)
+    assert len(cached) == grid.size
+    # evaluation from the cache = evaluation (and classify) from the file, frame for frame
+    assert [[cached[r] for r in rows] for rows in grid.eval_rows()] == sampling.eval_indices(num_frames)
+    train = [cached[r] for r in grid.train_rows(np.random.default_rng(seed))]
+    assert_valid(train, num_frames, count)
+    if mode == "dense" and (count - 1) * stride < num_frames:
+        assert (np.diff(train) == stride).all()  # the configured spacing, as when decoding the file
+
+
+def test_cache_grid_sizes() -> None:
+    assert FrameGrid.for_cache(ClipSampling(8), 32).size == 24  # 3 positions per segment (odd)
+    assert FrameGrid.for_cache(ClipSampling(16, test_clips=3), 32).size == 48  # at least the eval clips
+    assert FrameGrid.for_cache(ClipSampling(8, "dense", 4, test_clips=4), 96).num_clips == 12

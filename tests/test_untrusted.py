@@ -26,7 +26,7 @@ import tiny_models
 import torch
 from bad_inputs import make_good
 from tiny_models import assert_one_error, assert_reported, error_lines, run_cli, run_module
-from video_fixtures import moving_square_frames, write_video
+from video_fixtures import moving_square_frames, read_video_frames, write_video
 
 import vision2seq
 from vision2seq.captioner import Captioner
@@ -34,7 +34,7 @@ from vision2seq.checkpoint import CheckpointError, load_checkpoint
 from vision2seq.classifier import VideoClassifier
 from vision2seq.config import ConfigError, load_config
 from vision2seq.data.images import ImageReadError, load_image
-from vision2seq.data.video import VideoDecodeError, read_video_frames
+from vision2seq.data.video import VideoDecodeError
 
 PACKAGE = Path(vision2seq.__file__).resolve().parent
 

@@ -18,8 +18,9 @@ from video_fixtures import (
     write_video,
 )
 
+from vision2seq.config import ConfigError, load_config
 from vision2seq.data.video import VideoDecodeError
-from vision2seq.data.video_clips import VideoClipDataset, collate_skip_none
+from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import (
     VideoList,
     VideoSample,
@@ -28,6 +29,7 @@ from vision2seq.data.video_datasets import (
     parse_hmdb51,
     parse_ucf101,
 )
+from vision2seq.data.video_loaders import SPLITS, load_video_list
 from vision2seq.errors import UserError
 
 UCF_CLASSES = ("ApplyEyeMakeup", "Archery", "BabyCrawling")
@@ -268,16 +270,16 @@ def test_training_draws_are_reproducible_per_epoch(folders: Path) -> None:
     assert VideoClipDataset(clips, num_frames=4, train=False).index_sampler(0)(40) == [5, 15, 25, 35]
 
 
-def test_bad_video_raises_or_is_skipped(folders: Path, tmp_path: Path) -> None:
+def test_bad_video_is_its_error_line_or_raises_from_load(folders: Path, tmp_path: Path) -> None:
     good = parse_class_folders(folders, "all").samples[:2]
     bad = VideoSample(make_text_file(tmp_path / "broken.avi"), 0)
+    dataset = VideoClipDataset(VideoList([*good, bad], ["left", "right"]), num_frames=4)
     with pytest.raises(VideoDecodeError, match=r"broken\.avi: not a video file"):
-        VideoClipDataset([*good, bad], num_frames=4)[2]
-    dataset = VideoClipDataset(VideoList([*good, bad], ["left", "right"]), num_frames=4, skip_bad=True)
-    assert dataset[2] is None
-    frames, labels = collate_skip_none([dataset[i] for i in range(3)])
-    assert frames.shape == (2, 4, 3, 32, 32) and labels.tolist() == [0, 0]
-    assert collate_skip_none([None, None]) is None
+        dataset.load(2)
+    message = dataset[2]
+    assert isinstance(message, str) and "\n" not in message
+    assert message.startswith(f"cannot read video {tmp_path / 'broken.avi'}: not a video file")
+    assert dataset[0][0].shape == (4, 3, 32, 32)
 
 
 def test_worker_processes_load_the_same_clips(folders: Path) -> None:
@@ -285,6 +287,97 @@ def test_worker_processes_load_the_same_clips(folders: Path) -> None:
     dataset = VideoClipDataset(clips, num_frames=4, train=True, seed=5)
     dataset.set_epoch(3)
     in_process = torch.stack([dataset[i][0] for i in range(4)])
-    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_skip_none)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2)
     batches = [frames for frames, _ in loader]
     assert torch.equal(torch.cat(batches)[:4], in_process)
+
+
+# --- splits for model selection (load_video_list) --------------------------------------------------
+
+
+def video_config(videos: Path, annotations: Path | None = None, *extra: str):
+    overrides = ["task=video_classification", f"data.videos={videos}", *extra]
+    if annotations is not None:
+        overrides.append(f"data.annotations={annotations}")
+    return load_config(None, overrides)
+
+
+def paths_of(videos: VideoList) -> set[Path]:
+    return {s.path for s in videos.samples}
+
+
+@pytest.mark.parametrize("layout", ["ucf", "hmdb"])
+def test_official_layouts_carve_validation_out_of_the_training_list(layout: str, request) -> None:
+    videos, annotations = request.getfixturevalue(layout)
+    config = video_config(videos, annotations, "data.val_fraction=0.3")
+    train, val, test = (load_video_list(config, s) for s in ("train", "val", "test"))
+    official = (parse_ucf101 if layout == "ucf" else parse_hmdb51)(videos, annotations, 1, "train")
+    assert val.samples and train.samples and test.samples
+    assert paths_of(train) | paths_of(val) == paths_of(official)  # val comes from the training list
+    assert not paths_of(train) & paths_of(val)
+    assert not paths_of(val) & paths_of(test)  # --split val and --split test score different videos
+    assert {s.group for s in train.samples}.isdisjoint({s.group for s in val.samples})  # group-aware
+    assert paths_of(load_video_list(config, "val")) == paths_of(val)  # seeded: the same every run
+
+
+def test_class_folders_refuse_a_test_split(folders: Path) -> None:
+    config = video_config(folders)
+    assert load_video_list(config, "val").samples
+    with pytest.raises(ConfigError, match=r"no 'test' split \(available: train, val\)"):
+        load_video_list(config, "test")
+    with pytest.raises(ConfigError, match="unknown split 'dev'"):
+        load_video_list(config, "dev")
+
+
+def test_csv_split_column_is_honoured(csv_root: Path) -> None:
+    listing = csv_root / "list.csv"
+    listing.write_text(
+        "path,label,split\n"
+        "abseiling/a1.mp4,abseiling,train\n"
+        "playing guitar/g1.mp4,playing guitar,train\n"
+        "abseiling/a2.mp4,abseiling,val\n"
+        "playing guitar/g2.mp4,playing guitar,test\n"
+    )
+    config = video_config(csv_root / "videos", listing)
+    names = {s: sorted(p.name for p in paths_of(load_video_list(config, s))) for s in SPLITS}
+    assert names == {"train": ["a1.mp4", "g1.mp4"], "val": ["a2.mp4"], "test": ["g2.mp4"]}
+
+
+def test_csv_without_split_column_carves_val_and_has_no_test(csv_root: Path) -> None:
+    listing = csv_root / "list.csv"
+    listing.write_text(
+        "".join(
+            f"{c}/{n}.mp4,{c}\n"
+            for c, n in [
+                ("abseiling", "a1"),
+                ("abseiling", "a2"),
+                ("playing guitar", "g1"),
+                ("playing guitar", "g2"),
+            ]
+        )
+    )
+    config = video_config(csv_root / "videos", listing, "data.val_fraction=0.5")
+    train, val = load_video_list(config, "train"), load_video_list(config, "val")
+    assert len(train) == len(val) == 2 and not paths_of(train) & paths_of(val)
+    with pytest.raises(ConfigError, match=r"list\.csv: this dataset has no 'test' split"):
+        load_video_list(config, "test")
+
+
+def test_val_fraction_zero_is_refused_for_validation(ucf: tuple[Path, Path]) -> None:
+    config = video_config(*ucf, "data.val_fraction=0")
+    assert load_video_list(config, "train").samples
+    with pytest.raises(ConfigError, match=r"data\.val_fraction=0\.0 leaves no validation clips"):
+        load_video_list(config, "val")
+
+
+def test_class_folder_that_cannot_be_listed_is_one_error(folders: Path, monkeypatch) -> None:
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path):  # what a folder without read permission does (tests may run as root)
+        if self == folders / "left":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(UserError, match=r"left: cannot list folder \(permission denied\); fix its"):
+        parse_class_folders(folders, "all")

@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 from video_fixtures import (
+    count_frames,
     frame_index_of,
     index_coded_frames,
     make_audio_only,
@@ -18,21 +19,16 @@ from video_fixtures import (
     make_empty_file,
     make_text_file,
     make_truncated,
+    probe_video,
+    read_video_frames,
     write_frame_folder,
     write_video,
 )
 
-from vision2seq.data import video
+from vision2seq.data import video_container
 from vision2seq.data.sampling import sample_segment_indices
-from vision2seq.data.video import (
-    VideoDecodeError,
-    apply_display_matrix,
-    count_frames,
-    list_frame_files,
-    probe_video,
-    read_sampled_frames,
-    read_video_frames,
-)
+from vision2seq.data.video import VideoDecodeError, list_frame_files, read_sampled_frames
+from vision2seq.data.video_container import apply_display_matrix
 from vision2seq.errors import UserError
 
 REAL_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_videos"
@@ -270,15 +266,15 @@ def test_sparse_seeking_returns_the_sampled_frames(
         tmp_path / f"long.{suffix}", index_coded_frames(n, 16, 64), fps=30, codec=codec, keyframe_interval=30
     )
     sequential = read_sampled_frames(path, segments(8), sparse_min_frames=None)
-    real_iter, decoded = video._iter_frames, []
+    real_iter, decoded = video_container._iter_frames, []
 
-    def counting_iter(container, stream):
-        for frame in real_iter(container, stream):
+    def counting_iter(container, stream, path):
+        for frame in real_iter(container, stream, path):
             decoded.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(video, "_iter_frames", counting_iter)
-    monkeypatch.setattr(video, "_read_sequential", None)  # a fallback to a full decode would fail
+    monkeypatch.setattr(video_container, "_iter_frames", counting_iter)
+    monkeypatch.setattr(video_container, "_read_sequential", None)  # a fallback to a full decode would fail
     sparse = read_sampled_frames(path, segments(8), sparse_min_frames=100)
     assert len(decoded) < n
     assert sparse.indices == sequential.indices == sample_segment_indices(n, 8)

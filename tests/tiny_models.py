@@ -122,7 +122,7 @@ def _train_captioner(root: Path) -> TinyRun:
 
 def _train_video_classifier(root: Path) -> TinyRun:
     videos, annotations = make_ucf101_layout(
-        root / "data", groups=2, clips_per_group=1, test_groups=(1,), num_frames=4, size=(32, 32)
+        root / "data", groups=3, clips_per_group=1, test_groups=(1,), num_frames=4, size=(32, 32)
     )
     with (annotations / "trainlist01.txt").open("ab") as f:
         f.write(f"{MISSING_VIDEO} 1\r\n".encode())

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image
 
+from vision2seq.data import video_container as container
+from vision2seq.data.video_frames import list_frame_files, load_frame, read_folder
+from vision2seq.data.video_types import VideoDecodeError
 from vision2seq.synthetic import write_video  # the one video writer, re-exported for the tests
 
 
@@ -300,3 +304,77 @@ def make_class_folder_layout(
                 else:
                     _write_class_videos(cache, direction, root / name / f"{stem}.avi", num_frames, size)
     return root
+
+
+# --- whole-video reads for the tests (the package samples frames; tests often want all of them) ------
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video; counts and durations are hints.
+
+    Attributes:
+        num_frames_hint: Claimed frame count (an estimate from duration x fps when none is stored).
+        duration_s: Claimed duration in seconds.
+        fps: Average frame rate.
+        width: Width of the frames as returned (after rotation).
+        height: Height of the frames as returned (after rotation).
+        rotation: Counter-clockwise display rotation in degrees applied to the frames.
+    """
+
+    num_frames_hint: int | None
+    duration_s: float | None
+    fps: float | None
+    width: int
+    height: int
+    rotation: int = 0
+
+
+def read_video_frames(
+    path: Path | str, indices: Sequence[int] | None = None, *, threads: int = 0
+) -> list[np.ndarray]:
+    """Every frame of a video file or frame folder (or those at ``indices``, past the end: the last)."""
+    path = Path(path)
+    if indices is not None and any(int(i) < 0 for i in indices):
+        raise ValueError(f"frame indices must be non-negative, got {list(indices)}")
+    if path.is_dir():
+        return read_folder(path, lambda n: range(n) if indices is None else indices).frames
+    wanted = None if indices is None else {int(i) for i in indices}
+    kept, count = container._decode_file(path, wanted, threads)
+    return container._convert(kept, range(count) if indices is None else indices, count)
+
+
+def count_frames(path: Path | str, *, threads: int = 0) -> int:
+    """The number of frames that really decode (a full decode without colour conversion)."""
+    path = Path(path)
+    if path.is_dir():
+        return len(list_frame_files(path))
+    return container._decode_file(path, set(), threads)[1]
+
+
+def _rotation_of(matrix: np.ndarray | None) -> int:
+    if matrix is None:
+        return 0
+    return int(round(np.degrees(np.arctan2(-matrix[1], matrix[0])) / 90) * 90) % 360
+
+
+def probe_video(path: Path | str) -> VideoInfo:
+    """A video's container metadata, and its displayed size from the first frame."""
+    path = Path(path)
+    if path.is_dir():
+        files = list_frame_files(path)
+        height, width = load_frame(files[0]).shape[:2]
+        return VideoInfo(len(files), None, None, width, height)
+    with container._open_video(path, threads=1) as (box, stream):
+        first = next(container._iter_frames(box, stream, path), None)
+        if first is None:
+            raise VideoDecodeError(path, "no decodable frames (truncated?)")
+        rotation = _rotation_of(container._display_matrix(first))
+        width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif box.duration:
+            duration = box.duration / av.time_base
+        fps = float(stream.average_rate) if stream.average_rate else None
+        return VideoInfo(container._frame_count_hint(box, stream), duration, fps, width, height, rotation)

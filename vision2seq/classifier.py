@@ -20,13 +20,17 @@ from tqdm import tqdm
 from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import VideoConfig, with_overrides
 from vision2seq.data.images import collate_good
-from vision2seq.data.video import VIDEO_SUFFIXES, iter_frames
-from vision2seq.data.video_clips import VideoClipDataset
+from vision2seq.data.inputs import VIDEO_SUFFIXES, find_inputs
+from vision2seq.data.video import iter_frames
+from vision2seq.data.video_clips import VideoClipDataset, frames_to_clip
 from vision2seq.data.video_datasets import VideoSample
 from vision2seq.data.video_loaders import IndexedClips
 from vision2seq.models.clip_classifier import VideoModel
 from vision2seq.tasks import checkpoint_task, video_classification
 from vision2seq.tasks.video_classification import VideoClassificationTask
+
+# Frames the encoder sees per forward pass in `VideoClassifier.classify`.
+ENCODE_CHUNK = 16
 
 
 @dataclass
@@ -103,9 +107,23 @@ class VideoClassifier:
         return with_overrides(self.config, list(overrides), "checkpoint config")  # type: ignore[return-value]
 
     def preprocess(self, frames: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
-        """Frames -> ``(T, 3, H, W)`` normalised tensor on the model's device."""
+        """Frames -> ``(T, 3, H, W)`` normalised tensor on the model's device.
+
+        The same conversion as training and `classify` (`vision2seq.data.video_clips.frames_to_clip`:
+        the weights' transform on uint8 tensors), so streamed frames get the same pixels.
+        """
         arrays = [np.asarray(f.convert("RGB")) if isinstance(f, Image.Image) else f for f in frames]
-        return torch.stack([self.transform(Image.fromarray(a)) for a in arrays]).to(self.device)
+        return frames_to_clip(arrays, self.transform).to(self.device)
+
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(..., 3, H, W)`` frames -> ``(..., D)`` features, ``ENCODE_CHUNK`` frames at a time.
+
+        The chunks bound the encoder's activations, which dominate memory when a batch holds several
+        clips of several test clips each.
+        """
+        flat = frames.flatten(0, -4)
+        features = torch.cat([self.model.encoder(c.to(self.device)) for c in flat.split(ENCODE_CHUNK)])
+        return features.reshape(*frames.shape[:-3], features.shape[-1])
 
     def top_labels(self, probs: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
         scores, indices = probs.topk(min(k, probs.numel()))
@@ -131,6 +149,9 @@ class VideoClassifier:
     ) -> list[VideoPrediction]:
         """Classify video files / frame folders with the checkpoint's sampling (and test-time clips).
 
+        Frames are sampled exactly as evaluation samples them (`vision2seq.data.sampling.ClipSampling`),
+        only the sampled frames are decoded, and the encoder runs ``ENCODE_CHUNK`` frames at a time,
+        so memory is bounded by ``batch_size`` clips of frames, not by the videos' length.
         Unreadable videos come back with ``error`` set (one line naming the file and the reason).
         """
         d = self.config.data
@@ -156,9 +177,8 @@ class VideoClassifier:
                 for i, message in errors:
                     results[i] = VideoPrediction(str(paths[i]), [], message)
                 if frames is not None:
-                    probs = self.task.predict_step(self.model, {"frames": frames.to(self.device)})[
-                        "video_probs"
-                    ]
+                    features = self._encode(frames)  # (B, [N,] T, D)
+                    probs = self.task.predict_step(self.model, {"features": features})["video_probs"]
                     for i, p in zip(indices.tolist(), probs.cpu(), strict=True):
                         results[i] = VideoPrediction(str(paths[i]), self.top_labels(p, top_k))
                 bar.update(len(indices) + len(errors))
@@ -176,26 +196,9 @@ class VideoClassifier:
 
 
 def find_videos(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Expand files, folders of videos (or of frame folders) and glob patterns into video paths."""
-    found: list[Path] = []
-    errors: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if any(ch in item for ch in "*?[") and not path.exists():
-            parent = Path(path.anchor or ".")
-            matches = sorted(parent.glob(str(path.relative_to(parent)) if path.is_absolute() else item))
-            if not matches:
-                errors.append(f"{item}: pattern matched no files")
-            found.extend(matches)
-        elif path.is_dir() and not _is_frame_folder(path):
-            videos = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-            if not videos:
-                errors.append(f"{path}: folder contains no video files")
-            found.extend(videos)
-        else:
-            found.append(path)  # a file (or frame folder); problems are reported when it is decoded
-    return found, errors
+    """Expand files, folders of videos (or of frame folders) and glob patterns into video paths.
 
-
-def _is_frame_folder(path: Path) -> bool:
-    return any(p.suffix.lower() in (".jpg", ".jpeg", ".png") for p in path.iterdir() if p.is_file())
+    A folder directly holding images is one video (its frames). See
+    `vision2seq.data.inputs.find_inputs` for the error lines.
+    """
+    return find_inputs(inputs, VIDEO_SUFFIXES, frame_folders=True, what="video files")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vision2seq.data.inputs import IMAGE_SUFFIXES, find_inputs
 from vision2seq.errors import UserError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageFiles", "ImageReadError", "find_images", "load_image"]
+
 # The formats of those suffixes; Pillow never tries its other parsers on a file, whatever its name (EPS
 # would run Ghostscript, and many others are rarely exercised). MPO is the multi-picture JPEG cameras
 # write (recent Pillows open it through the JPEG entry). Image.init() registers every plugin once.
@@ -120,27 +122,10 @@ def find_images(inputs: list[str]) -> tuple[list[Path], list[str]]:
     """Expand files, folders (recursively, image suffixes only) and glob patterns into image paths.
 
     Returns:
-        The paths in a stable order, and one error line per input that matched nothing.
+        The paths in a stable order, and one error line per input that matched nothing or could not
+        be listed (see `vision2seq.data.inputs.find_inputs`).
     """
-    found: list[Path] = []
-    errors: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                errors.append(f"{path}: folder contains no image files")
-            found.extend(files)
-        elif any(ch in item for ch in "*?["):
-            parent = Path(item).anchor or "."
-            pattern = str(Path(item).relative_to(parent)) if Path(item).is_absolute() else item
-            files = sorted(p for p in Path(parent).glob(pattern) if p.is_file())
-            if not files:
-                errors.append(f"{item}: pattern matched no files")
-            found.extend(files)
-        else:
-            found.append(path)  # a missing or bad file is reported when it is read
-    return found, errors
+    return find_inputs(inputs, IMAGE_SUFFIXES, what="image files")
 
 
 class ImageFiles:

@@ -15,11 +15,15 @@ non-decreasing order; videos too short for the request are padded by repeating f
 ``num_frames`` must be the number of frames that actually decode, not the container's claim (real
 .avi files often claim one frame more); `vision2seq.data.video.read_sampled_frames` takes a sampler and
 applies it to the true count.
+
+`ClipSampling` bundles the ``data`` settings into the one definition that raw-file training, evaluation,
+``classify`` and the feature cache (`FrameGrid`: which frames the cache stores) all use.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -55,10 +59,14 @@ def _padded_spread(num_frames: int, count: int) -> list[int]:
     return [i * num_frames // count for i in range(count)]
 
 
-def _segment_at(num_frames: int, num_segments: int, fraction: float) -> list[int]:
-    """The frame at relative position ``fraction`` (in ``[0, 1)``) inside every segment."""
+def _segment_at(num_frames: int, num_segments: int, clip: int, num_clips: int) -> list[int]:
+    """The frame at relative position ``(clip + 0.5) / num_clips`` inside every segment.
+
+    Integer arithmetic (no float fraction), so clip ``c`` of ``N`` and clip ``c * m + (m - 1) / 2`` of
+    ``N * m`` (``m`` odd) land on the same frames: the feature cache's grid relies on it.
+    """
     starts, lengths = _segment_bounds(num_frames, num_segments)
-    return (starts + np.floor(fraction * lengths).astype(np.int64)).tolist()
+    return (starts + (2 * clip + 1) * lengths // (2 * num_clips)).tolist()
 
 
 def sample_segment_indices(
@@ -83,7 +91,7 @@ def sample_segment_indices(
         return _padded_spread(num_frames, num_segments)
     generator = _generator(random, rng)
     if generator is None:
-        return _segment_at(num_frames, num_segments, 0.5)
+        return _segment_at(num_frames, num_segments, 0, 1)
     starts, lengths = _segment_bounds(num_frames, num_segments)
     return (starts + generator.integers(0, lengths)).tolist()
 
@@ -161,14 +169,14 @@ def sample_multi_clip_indices(
     _check_counts(num_frames, num_frames_out, "num_frames_out")
     if num_clips <= 0:
         raise ValueError(f"num_clips must be positive, got {num_clips}")
-    fractions = [(2 * c + 1) / (2 * num_clips) for c in range(num_clips)]
     if mode == "segment":
         if num_frames < num_frames_out:
-            return [_padded_spread(num_frames, num_frames_out) for _ in fractions]
-        return [_segment_at(num_frames, num_frames_out, f) for f in fractions]
+            return [_padded_spread(num_frames, num_frames_out) for _ in range(num_clips)]
+        return [_segment_at(num_frames, num_frames_out, c, num_clips) for c in range(num_clips)]
     if mode == "dense":
         max_start = _dense_max_start(num_frames, num_frames_out, stride)
-        starts = [int(f * (max_start + 1)) for f in fractions]
+        # Integer arithmetic, as in `_segment_at`: clip c of N starts at ((2c + 1) / 2N) (max_start + 1).
+        starts = [(2 * c + 1) * (max_start + 1) // (2 * num_clips) for c in range(num_clips)]
         return [_dense_window(num_frames, num_frames_out, stride, s) for s in starts]
     raise ValueError(f"unknown sampling mode {mode!r}; expected one of {SAMPLING_MODES}")
 
@@ -192,3 +200,105 @@ def sample_clip_indices(
     if mode == "dense":
         return sample_dense_indices(num_frames, num_frames_out, stride, random=random, rng=rng)
     raise ValueError(f"unknown sampling mode {mode!r}; expected one of {SAMPLING_MODES}")
+
+
+# --- one sampling path for raw clips and cached features -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipSampling:
+    """The frames a clip uses, from the ``data`` settings: the one definition every path applies.
+
+    Raw-file training, evaluation, ``classify`` and the feature cache (through `FrameGrid`) all take
+    their frame indices from here, so one config yields the same frames and spacing everywhere.
+
+    Attributes:
+        num_frames: Frames per clip (``data.num_frames``, T).
+        mode: ``"segment"`` or ``"dense"`` (``data.sampling``).
+        stride: Dense mode's step between frames (``data.frame_stride``).
+        test_clips: Clips per video at evaluation (``data.test_clips``, N).
+    """
+
+    num_frames: int
+    mode: SamplingMode = "segment"
+    stride: int = 1
+    test_clips: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in SAMPLING_MODES:
+            raise ValueError(f"unknown sampling mode {self.mode!r}; expected one of {SAMPLING_MODES}")
+        if min(self.num_frames, self.stride, self.test_clips) <= 0:
+            raise ValueError("num_frames, stride and test_clips must be positive")
+
+    @classmethod
+    def from_config(cls, data: Any) -> ClipSampling:
+        """From a `vision2seq.config.VideoDataConfig` (``data:`` section)."""
+        return cls(data.num_frames, data.sampling, data.frame_stride, data.test_clips)
+
+    def train_indices(self, num_frames: int, rng: np.random.Generator | None) -> list[int]:
+        """One random training clip of a video with ``num_frames`` decodable frames."""
+        return sample_clip_indices(num_frames, self.num_frames, self.mode, self.stride, random=True, rng=rng)
+
+    def eval_indices(self, num_frames: int) -> list[list[int]]:
+        """The ``test_clips`` deterministic evaluation clips (clip 0 alone is the centred clip)."""
+        return sample_multi_clip_indices(num_frames, self.test_clips, self.num_frames, self.mode, self.stride)
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """The frames a feature cache stores per video: ``num_clips`` evaluation-style clips, evenly spread.
+
+    ``num_clips`` is ``test_clips`` times an odd number ``m``, so the grid's clip ``c * m + (m - 1) / 2``
+    *is* evaluation clip ``c`` (same frame indices, see `sample_multi_clip_indices`): evaluating from
+    the cache sees exactly the frames ``classify`` decodes from the file. Training draws from the grid:
+    dense mode takes one of its windows (stride ``frame_stride``, the real spacing), segment mode one of
+    its ``num_clips`` positions inside each segment. The trade-off against decoding: training jitter is
+    limited to those positions. ``m`` is the largest odd number with ``num_clips * num_frames <=
+    cache_frames`` (at least 1, so a grid holds at least ``test_clips * num_frames`` frames).
+
+    Rows are laid out clip by clip: row ``q * T + t`` holds frame ``t`` of grid clip ``q``. Row numbers
+    do not depend on the video's length, so cached rows are picked without knowing it.
+    """
+
+    sampling: ClipSampling
+    num_clips: int
+
+    @classmethod
+    def for_cache(cls, sampling: ClipSampling, cache_frames: int) -> FrameGrid:
+        """The largest grid of at most ``cache_frames`` frames (at least the evaluation clips)."""
+        per_window = sampling.test_clips * sampling.num_frames
+        m = max(1, cache_frames // per_window)
+        m -= 1 - m % 2  # odd, so the evaluation clips sit on grid clips
+        return cls(sampling, sampling.test_clips * m)
+
+    @property
+    def size(self) -> int:
+        """Frames (cache rows) per video."""
+        return self.num_clips * self.sampling.num_frames
+
+    def key(self) -> tuple[object, ...]:
+        """What the cached frames depend on (the stride only matters for dense windows)."""
+        s = self.sampling
+        return (s.mode, s.num_frames, s.stride if s.mode == "dense" else None, self.num_clips)
+
+    def frame_indices(self, num_frames: int) -> list[int]:
+        """The ``size`` frame indices to cache for a video of ``num_frames`` decodable frames."""
+        s = self.sampling
+        clips = sample_multi_clip_indices(num_frames, self.num_clips, s.num_frames, s.mode, s.stride)
+        return [i for clip in clips for i in clip]
+
+    def eval_rows(self) -> list[list[int]]:
+        """Rows of the ``test_clips`` evaluation clips: ``frame_indices(n)[rows] == eval_indices(n)``."""
+        t, n = self.sampling.num_frames, self.sampling.test_clips
+        m = self.num_clips // n
+        return [[(c * m + (m - 1) // 2) * t + k for k in range(t)] for c in range(n)]
+
+    def train_rows(self, rng: np.random.Generator | None) -> list[int]:
+        """Rows of one random training clip drawn from the grid."""
+        rng = rng if rng is not None else np.random.default_rng()
+        t = self.sampling.num_frames
+        if self.sampling.mode == "dense":  # one whole window: the stride stays exact
+            window = int(rng.integers(self.num_clips))
+            return [window * t + k for k in range(t)]
+        # segment: an independent grid position inside each segment (sorted, segments are ordered)
+        return [int(q) * t + k for k, q in enumerate(rng.integers(self.num_clips, size=t))]

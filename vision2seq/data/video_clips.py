@@ -1,26 +1,23 @@
-"""A torch Dataset of clips sampled from videos (`VideoClipDataset`), and `collate_skip_none` to batch
-the ``None`` items it returns for undecodable videos with ``skip_bad=True``.
+"""A torch Dataset of clips sampled from videos (`VideoClipDataset`), and `frames_to_clip`, the one
+conversion of decoded frames into an encoder's input used by training, ``classify`` and streaming.
 
 The clips come from the layout parsers of `vision2seq.data.video_datasets` (a `VideoList` or its samples).
+
+Bad items: an item that cannot be decoded is its one-line error message (a ``str``) in place of the
+item, never an exception out of ``__getitem__`` and never a silent drop; the consumer reports it
+(``(index, message)`` pairs once an index is attached, see `vision2seq.data.images.collate_good`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
-from vision2seq.data.sampling import (
-    SAMPLING_MODES,
-    SamplingMode,
-    sample_clip_indices,
-    sample_multi_clip_indices,
-)
+from vision2seq.data.sampling import ClipSampling, SamplingMode
 from vision2seq.data.video import (
     DEFAULT_SPARSE_MIN_FRAMES,
     IndexSampler,
@@ -29,21 +26,33 @@ from vision2seq.data.video import (
 )
 from vision2seq.data.video_datasets import VideoList, VideoSample
 
-logger = logging.getLogger(__name__)
+ClipTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def collate_skip_none(batch: list[Any]) -> Any:
-    """`default_collate` without the ``None`` items a ``skip_bad`` dataset returns; None if none is left."""
-    kept = [item for item in batch if item is not None]
-    return default_collate(kept) if kept else None
+def frames_to_clip(frames: Sequence[np.ndarray], transform: ClipTransform | None) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB frames -> ``transform`` of the (T, 3, H, W) uint8 clip, or [0, 1] floats.
+
+    ``transform`` is a batched tensor transform (torchvision weights' ``transforms()`` accept one):
+    the whole clip is resized in one call. Frames of different sizes (pushed one by one to a stream)
+    go through the same transform one at a time, so every path gives the same pixels.
+    """
+    if len({f.shape for f in frames}) == 1:
+        clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (T, 3, H, W); stack copies
+        return clip.float().div_(255) if transform is None else transform(clip)
+    if transform is None:
+        raise ValueError("frames of different sizes need a transform that resizes them")
+    return torch.cat([transform(torch.from_numpy(np.array(f)).permute(2, 0, 1)[None]) for f in frames])
 
 
 class VideoClipDataset(Dataset):
     """Clips of ``num_frames`` frames sampled from videos, as ``(frames, label)`` pairs.
 
     ``frames`` is a float tensor (T, C, H, W), or (num_clips, T, C, H, W) with ``num_clips > 1``
-    (deterministic multi-clip evaluation). Training draws are random but reproducible: each item's
-    generator is seeded from ``(seed, epoch, index)``, so results do not depend on which worker loads
+    (deterministic multi-clip evaluation), or (F, C, H, W) for explicit ``frames_of`` indices. A video
+    that cannot be decoded is its one-line error message instead (see the module doc).
+
+    Training draws are random but reproducible: each item's generator is seeded from ``(seed, epoch,
+    index)``, so results do not depend on which worker loads
     the item. Call `set_epoch` before each epoch (workers copy the dataset when an epoch's iterator
     starts, so with ``persistent_workers=True`` they keep the epoch they started with).
 
@@ -61,8 +70,8 @@ class VideoClipDataset(Dataset):
             tensor; batched tensor transforms (torchvision weights' ``transforms()`` accept them)
             resize a whole clip in one call, which is faster than frame by frame.
         seed: Seed of the training draws.
-        skip_bad: Return None for a video that cannot be decoded (logging why) instead of raising;
-            batch with `collate_skip_none`.
+        frames_of: Explicit frame indices per decodable frame count instead of sampling (the feature
+            cache's `vision2seq.data.sampling.FrameGrid`); the item is then all those frames.
         sparse_min_frames: See `vision2seq.data.video.read_sampled_frames`.
     """
 
@@ -76,15 +85,12 @@ class VideoClipDataset(Dataset):
         train: bool = False,
         num_clips: int = 1,
         transform: Callable[[Image.Image], torch.Tensor] | None = None,
-        clip_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        clip_transform: ClipTransform | None = None,
         seed: int = 0,
-        skip_bad: bool = False,
+        frames_of: IndexSampler | None = None,
         sparse_min_frames: int | None = DEFAULT_SPARSE_MIN_FRAMES,
     ) -> None:
-        if mode not in SAMPLING_MODES:
-            raise ValueError(f"unknown sampling mode {mode!r}; expected one of {SAMPLING_MODES}")
-        if num_frames <= 0 or num_clips <= 0 or stride <= 0:
-            raise ValueError("num_frames, num_clips and stride must be positive")
+        self.sampling = ClipSampling(num_frames, mode, stride, num_clips)  # checks the values
         if train and num_clips > 1:
             raise ValueError("multi-clip sampling is for evaluation; use num_clips=1 with train=True")
         if transform is not None and clip_transform is not None:
@@ -94,7 +100,7 @@ class VideoClipDataset(Dataset):
         self.train, self.num_clips = train, num_clips
         self.transform, self.clip_transform = transform, clip_transform
         self.seed, self.epoch = seed, 0
-        self.skip_bad, self.sparse_min_frames = skip_bad, sparse_min_frames
+        self.frames_of, self.sparse_min_frames = frames_of, sparse_min_frames
 
     def set_epoch(self, epoch: int) -> None:
         """Use the training draws of ``epoch``."""
@@ -105,19 +111,13 @@ class VideoClipDataset(Dataset):
 
     def index_sampler(self, index: int) -> IndexSampler:
         """The frame sampler of item ``index`` for the current epoch (flat indices for multi-clip)."""
-        if self.num_clips > 1:
-            return lambda n: [
-                i
-                for clip in sample_multi_clip_indices(
-                    n, self.num_clips, self.num_frames, self.mode, self.stride
-                )
-                for i in clip
-            ]
+        if self.frames_of is not None:
+            return self.frames_of
+        if not self.train:
+            return lambda n: [i for clip in self.sampling.eval_indices(n) for i in clip]
         entropy = [self.seed, self.epoch, index]
         # A fresh generator per call: the decoder may evaluate the sampler for several frame counts.
-        return lambda n: sample_clip_indices(
-            n, self.num_frames, self.mode, self.stride, random=self.train, rng=np.random.default_rng(entropy)
-        )
+        return lambda n: self.sampling.train_indices(n, np.random.default_rng(entropy))
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
         """Decode and transform item ``index``.
@@ -130,23 +130,17 @@ class VideoClipDataset(Dataset):
             sample.path, self.index_sampler(index), sparse_min_frames=self.sparse_min_frames
         )
         frames = self._to_tensor(sampled.frames)
-        if self.num_clips > 1:
+        if self.num_clips > 1 and self.frames_of is None:
             frames = frames.reshape(self.num_clips, self.num_frames, *frames.shape[1:])
         return frames, sample.label
 
     def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
         if self.transform is not None:
             return torch.stack([self.transform(Image.fromarray(frame)) for frame in frames])
-        clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
-        if self.clip_transform is not None:
-            return self.clip_transform(clip)
-        return clip.float().div_(255)
+        return frames_to_clip(frames, self.clip_transform)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | str:
         try:
             return self.load(index)
         except VideoDecodeError as err:
-            if not self.skip_bad:
-                raise
-            logger.warning("skipping clip %d: %s", index, err)
-            return None
+            return str(err)

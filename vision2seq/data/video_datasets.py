@@ -9,25 +9,28 @@ Parsers turn a layout into a `VideoList` (samples + class names):
   files of ``name.avi 0|1|2`` lines (1 train, 2 test, 0 unused).
 * `parse_class_folders`: ``<root>/<class>/<clip>``, split into train/val with a seeded, group-aware
   split (UCF-style ``_gXX_`` groups never straddle train and val).
-* `parse_csv`: a Kinetics-style ``path,label[,split]`` list (header optional, labels are class names).
+* `parse_csv`: a Kinetics-style ``path,label[,split]`` list (header optional, labels are class names;
+  each sample keeps its split value).
+
+`carve_validation` splits a training list into train and val (seeded, group-aware); which split comes
+from where for each layout is decided in `vision2seq.data.video_loaders.load_video_list`.
 
 A clip can be a video file or a folder of extracted frames everywhere. Listed clips that do not exist
 are one `UserError` (or are skipped with ``skip_missing=True``); listed paths that leave the dataset
-root are refused.
+root are refused (`vision2seq.data.inputs.join_inside`).
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import os
 import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from vision2seq.data.video import VIDEO_SUFFIXES
+from vision2seq.data.inputs import VIDEO_SUFFIXES, join_inside
 from vision2seq.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -45,11 +48,13 @@ class VideoSample:
         label: Class index into the list's ``class_names``.
         group: Clips sharing a group (same actors/scene, e.g. UCF101 ``g08``) must stay on one side of
             a train/val split; None when unknown.
+        split: The row's value in a CSV list's split column (``train``, ``val``, ...); None without one.
     """
 
     path: Path
     label: int
     group: str | None = None
+    split: str | None = None
 
 
 @dataclass
@@ -80,23 +85,6 @@ def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
-def _join_inside(root: Path, relative: str, where: str) -> Path:
-    """``root / relative``, refusing absolute paths and ``..`` that would leave ``root``.
-
-    The check is on the text, not on resolved paths, so symlinked dataset folders keep working.
-    """
-    if not relative.strip():
-        raise UserError(f"{where}: empty path")
-    normal = os.path.normpath(relative.replace("\\", "/"))
-    if normal == ".":
-        raise UserError(f"{where}: path {relative!r} names the dataset root itself, not a clip")
-    if os.path.isabs(normal) or re.match(r"^[A-Za-z]:", normal) or normal.split(os.sep)[0] == "..":
-        raise UserError(
-            f"{where}: path {relative!r} leaves the dataset root {root}; list paths relative to it"
-        )
-    return root / PurePosixPath(normal.replace(os.sep, "/"))
 
 
 def _check_missing(
@@ -183,7 +171,7 @@ def parse_ucf101(
             if folder.lower() not in index:
                 raise UserError(f"{where}: class folder {folder!r} is not in classInd.txt")
             label = index[folder.lower()]
-        path = _join_inside(videos_root, relative, where)
+        path = join_inside(videos_root, relative, where)
         samples.append(VideoSample(path, label, _ucf_group(path.name)))
     return VideoList(_check_missing(samples, listing, videos_root, skip_missing), class_names)
 
@@ -230,7 +218,7 @@ def parse_hmdb51(
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise UserError(f"{split_file}:{line_no}: expected 'name.avi 0|1|2', got {line!r}")
             if parts[1] == _HMDB_IDS[subset]:
-                path = _join_inside(videos_root, f"{name}/{parts[0]}", f"{split_file}:{line_no}")
+                path = join_inside(videos_root, f"{name}/{parts[0]}", f"{split_file}:{line_no}")
                 movie = parts[0].split(f"_{name}_")[0] if f"_{name}_" in parts[0] else None
                 samples.append(VideoSample(path, label, movie))
     return VideoList(_check_missing(samples, annotations_dir, videos_root, skip_missing), class_names)
@@ -277,6 +265,32 @@ def _split_groups(samples: list[VideoSample], val_fraction: float, seed: int) ->
     return {path for path, key in key_of.items() if key in val_keys}
 
 
+def carve_validation(videos: VideoList, val_fraction: float, seed: int) -> tuple[VideoList, VideoList]:
+    """Split ``videos`` into ``(train, val)``: seeded, group-aware, about ``val_fraction`` for val.
+
+    Clips sharing a group (UCF101 ``_gXX_``, an HMDB51 source movie) land on the same side, so
+    validation never scores actors or scenes seen in training.
+
+    Raises:
+        UserError: ``val_fraction`` outside ``[0, 1)``.
+    """
+    if not 0 <= val_fraction < 1:
+        raise UserError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+    val = _split_groups(videos.samples, val_fraction, seed)
+    return (
+        VideoList([s for s in videos.samples if s.path not in val], videos.class_names),
+        VideoList([s for s in videos.samples if s.path in val], videos.class_names),
+    )
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise UserError(f"{folder}: cannot list folder ({reason}); fix its permissions") from None
+
+
 def parse_class_folders(
     root: Path | str, subset: str = "train", val_fraction: float = 0.2, seed: int = 0
 ) -> VideoList:
@@ -296,23 +310,21 @@ def parse_class_folders(
     """
     root = Path(root)
     _check_subset(subset, ("train", "val", "all"), "class-folder")
-    if not 0 <= val_fraction < 1:
-        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if not root.is_dir():
         raise UserError(f"{root}: missing dataset folder")
-    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_names = sorted(p.name for p in _listing(root) if p.is_dir() and not p.name.startswith("."))
     samples = [
         VideoSample(clip, label, _ucf_group(clip.name))
         for label, name in enumerate(class_names)
-        for clip in sorted((root / name).iterdir())
+        for clip in sorted(_listing(root / name))
         if _is_clip(clip)
     ]
     if not samples:
         raise UserError(f"{root}: no clips found; expected <root>/<class>/<video file or frame folder>")
     if subset == "all":
         return VideoList(samples, class_names)
-    val = _split_groups(samples, val_fraction, seed)
-    return VideoList([s for s in samples if (s.path in val) == (subset == "val")], class_names)
+    train, val = carve_validation(VideoList(samples, class_names), val_fraction, seed)
+    return val if subset == "val" else train
 
 
 # --- CSV lists ---------------------------------------------------------------------------------
@@ -397,11 +409,12 @@ def parse_csv(
     index = {name: i for i, name in enumerate(names)}
     samples = []
     for line_no, row in rows:
-        if subset is not None and split_col is not None and row[split_col].strip() != subset:
+        if subset is not None and split_col is not None and row[split_col].strip().lower() != subset:
             continue
         label = row[label_col].strip()
         if label not in index:
             raise UserError(f"{csv_path}:{line_no}: label {label!r} is not one of the {len(names)} classes")
-        path = _join_inside(videos_root, row[path_col].strip(), f"{csv_path}:{line_no}")
-        samples.append(VideoSample(path, index[label], _ucf_group(path.name)))
+        path = join_inside(videos_root, row[path_col].strip(), f"{csv_path}:{line_no}")
+        split = row[split_col].strip().lower() if split_col is not None else None
+        samples.append(VideoSample(path, index[label], _ucf_group(path.name), split))
     return VideoList(_check_missing(samples, csv_path, videos_root, skip_missing), names)

@@ -1,15 +1,17 @@
 """Video-classification data for the training loop: dataset layout from the config, the per-frame
 feature cache for a frozen encoder, and the loaders.
 
-With a frozen encoder each video's features are cached for ``data.cache_frames`` frames spread evenly
-over it (the centres of that many segments), as a ``(cache_frames, D)`` row. Training then samples
-``num_frames`` of those rows (TSN segments at random, or a dense run) and evaluation their centres, so
-epochs never decode video or run the CNN; temporal jitter is limited to the cached frame grid.
+With a frozen encoder each video's features are cached for the frames of a
+`vision2seq.data.sampling.FrameGrid` (evenly spread clips that include the evaluation clips, at most
+about ``data.cache_frames`` frames). Evaluation then reads exactly the frames ``classify`` decodes, and
+training draws its clips from the grid with the real spacing (``frame_stride``), so epochs never decode
+video or run the CNN; the trade-off is that training jitter is limited to the grid's positions.
 """
 
 from __future__ import annotations
 
-import random
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vision2seq.config import VideoConfig
+from vision2seq.config import ConfigError, VideoConfig
 from vision2seq.data.features import (
     FeatureStore,
     cached_features,
@@ -28,12 +30,12 @@ from vision2seq.data.features import (
 )
 from vision2seq.data.images import collate_good
 from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options
-from vision2seq.data.sampling import sample_clip_indices, sample_multi_clip_indices
-from vision2seq.data.video import VideoDecodeError
+from vision2seq.data.sampling import ClipSampling, FrameGrid
 from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import (
     VideoList,
     VideoSample,
+    carve_validation,
     parse_class_folders,
     parse_csv,
     parse_hmdb51,
@@ -43,7 +45,7 @@ from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 from vision2seq.models.encoder import ImageEncoder
 
-HELD_OUT = ("val", "test")
+SPLITS = ("train", "val", "test")
 
 
 def detect_format(config: VideoConfig) -> str:
@@ -66,39 +68,111 @@ def detect_format(config: VideoConfig) -> str:
     )
 
 
-def load_video_list(config: VideoConfig, subset: str) -> VideoList:
-    """The clips of ``subset`` (``train``, or ``val``/``test`` for the held-out part)."""
+def _no_split(source: object, subset: str, available: list[str]) -> ConfigError:
+    return ConfigError(
+        f"{source}: this dataset has no {subset!r} split (available: {', '.join(available)}); "
+        f"use --split {available[-1]}"
+    )
+
+
+def _held_out(train: VideoList, config: VideoConfig, subset: str, source: object) -> VideoList:
+    """``train`` or ``val`` of a list whose validation part is carved out of it."""
     d = config.data
-    fmt = detect_format(config)
-    held_out = subset in HELD_OUT
-    if fmt == "ucf101":
-        return parse_ucf101(
-            d.videos, d.annotations, d.split, "test" if held_out else "train", skip_missing=d.skip_missing
+    kept, val = carve_validation(train, d.val_fraction, config.seed)
+    if subset == "val" and not val.samples:
+        raise ConfigError(
+            f"{source}: data.val_fraction={d.val_fraction} leaves no validation clips; raise it (e.g. 0.2)"
         )
-    if fmt == "hmdb51":
-        return parse_hmdb51(
-            d.videos, d.annotations, d.split, "test" if held_out else "train", skip_missing=d.skip_missing
-        )
-    if fmt == "folders":
-        return parse_class_folders(d.videos, "val" if held_out else "train", d.val_fraction, config.seed)
+    return val if subset == "val" else kept
+
+
+def _once(memo: dict[str, Any], key: str, parse: Callable[[], VideoList]) -> VideoList:
+    """Parse a list once per `load_video_lists` call (so missing clips are reported once)."""
+    if key not in memo:
+        memo[key] = parse()
+    return memo[key]
+
+
+def _csv_list(config: VideoConfig, subset: str, memo: dict[str, Any]) -> VideoList:
+    d = config.data
     if d.annotations is None:
-        raise UserError("data.annotations: a CSV list is needed for data.format=csv")
-    full = parse_csv(d.videos, d.annotations, skip_missing=d.skip_missing)
+        raise ConfigError("data.annotations: a CSV list is needed for data.format=csv")
+    full = _once(memo, "csv", lambda: parse_csv(d.videos, d.annotations, skip_missing=d.skip_missing))
+    tagged = bool(full.samples) and all(s.split is not None for s in full.samples)
+
+    def rows(names: tuple[str, ...]) -> VideoList:
+        return VideoList([s for s in full.samples if s.split in names], full.class_names)
+
+    train = rows(_CSV_NAMES["train"]) if tagged else full
+    if subset == "test":
+        test = rows(_CSV_NAMES["test"]) if tagged else VideoList([], full.class_names)
+        if not test.samples:
+            raise _no_split(d.annotations, "test", ["train", "val"])
+        return test
     if d.val_annotations is not None:
-        if not held_out:
-            return full
+        if subset == "train":
+            return train
         return parse_csv(
             d.videos, d.val_annotations, class_names=full.class_names, skip_missing=d.skip_missing
         )
-    order = list(range(len(full.samples)))
-    random.Random(config.seed).shuffle(order)
-    n_val = round(len(order) * d.val_fraction)
-    chosen = set(order[:n_val]) if held_out else set(order[n_val:])
-    return VideoList([s for i, s in enumerate(full.samples) if i in chosen], full.class_names)
+    val = rows(_CSV_NAMES["val"]) if tagged else VideoList([], full.class_names)
+    if val.samples:  # the list's own validation rows
+        return val if subset == "val" else train
+    return _held_out(train, config, subset, d.annotations)
+
+
+# Split-column values (lower-cased) of each split in CSV lists; rows with other values are unused.
+_CSV_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
+
+
+def load_video_lists(config: VideoConfig, subsets: Sequence[str]) -> list[VideoList]:
+    """`load_video_list` for several splits, reading each list file once."""
+    memo: dict[str, Any] = {}
+    return [_load(config, subset, memo) for subset in subsets]
+
+
+def load_video_list(config: VideoConfig, subset: str) -> VideoList:
+    """The clips of split ``subset``: ``train``, ``val`` (model selection) or ``test``.
+
+    Validation never uses a test list: UCF101 and HMDB51 (official train/test lists) and CSV lists
+    without validation rows or ``data.val_annotations`` carve it out of the training clips (seeded by
+    ``seed``, ``data.val_fraction`` of them, group-aware: clips of one UCF101 ``_gXX_`` group or one
+    HMDB51 source movie stay on one side). A CSV split column is honoured (``train``/``val``/``test``
+    rows). Folder-per-class data and CSV lists without test rows have no ``test`` split.
+
+    Raises:
+        ConfigError: an unknown split name, or a split this dataset does not have (the message lists
+            the available ones).
+        UserError: unreadable or malformed lists.
+    """
+    return _load(config, subset, {})
+
+
+def _load(config: VideoConfig, subset: str, memo: dict[str, Any]) -> VideoList:
+    if subset not in SPLITS:
+        raise ConfigError(f"unknown split {subset!r}; choose one of {', '.join(SPLITS)}")
+    d = config.data
+    fmt = detect_format(config)
+    if fmt in ("ucf101", "hmdb51"):
+        parse = parse_ucf101 if fmt == "ucf101" else parse_hmdb51
+        official = "test" if subset == "test" else "train"
+        videos = _once(
+            memo,
+            official,
+            lambda: parse(d.videos, d.annotations, d.split, official, skip_missing=d.skip_missing),
+        )
+        return videos if subset == "test" else _held_out(videos, config, subset, d.annotations)
+    if fmt == "folders":
+        if subset == "test":
+            raise _no_split(d.videos, "test", ["train", "val"])
+        train = _once(memo, "all", lambda: parse_class_folders(d.videos, "all"))
+        return _held_out(train, config, subset, d.videos)
+    return _csv_list(config, subset, memo)
 
 
 class IndexedClips(Dataset):
-    """``(index, frames)`` for the cache builder, or ``(index, error line)`` for an unreadable video."""
+    """``(index, frames)``, or ``(index, error line)`` for an unreadable video (the cache builder's and
+    ``classify``'s items, batched by `vision2seq.data.images.collate_good`)."""
 
     def __init__(self, clips: VideoClipDataset) -> None:
         self.clips = clips
@@ -107,27 +181,17 @@ class IndexedClips(Dataset):
         return len(self.clips)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
-        try:
-            return index, self.clips.load(index)[0]
-        except VideoDecodeError as exc:
-            return index, str(exc)
+        item = self.clips[index]
+        return index, item if isinstance(item, str) else item[0]
 
 
 class CachedClips(Dataset):
-    """Clips as feature rows sampled from the cached frame grid of each video."""
+    """Clips as feature rows picked from each video's cached `FrameGrid` (no decoding, no CNN)."""
 
     def __init__(
-        self,
-        store: FeatureStore,
-        samples: list[VideoSample],
-        num_frames: int,
-        mode: str,
-        train: bool,
-        num_clips: int,
-        seed: int,
+        self, store: FeatureStore, samples: list[VideoSample], grid: FrameGrid, train: bool, seed: int
     ) -> None:
-        self.store, self.num_frames, self.mode = store, num_frames, mode
-        self.train, self.num_clips, self.seed, self.epoch = train, num_clips, seed, 0
+        self.store, self.grid, self.train, self.seed, self.epoch = store, grid, train, seed, 0
         self.samples = [s for s in samples if str(s.path) not in store.failed]
 
     def set_epoch(self, epoch: int) -> None:
@@ -138,15 +202,14 @@ class CachedClips(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        grid = self.store[self.store.rows[str(sample.path)]]  # (F, D)
-        n = grid.shape[0]
-        if self.num_clips > 1:
-            clips = sample_multi_clip_indices(n, self.num_clips, self.num_frames, self.mode, 1)
-            features = grid[torch.tensor(clips)]  # (N, T, D)
+        rows = self.store[self.store.rows[str(sample.path)]]  # (grid.size, D)
+        if self.train:
+            picked = self.grid.train_rows(np.random.default_rng([self.seed, self.epoch, index]))
+            features = rows[torch.tensor(picked)]  # (T, D)
         else:
-            rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
-            indices = sample_clip_indices(n, self.num_frames, self.mode, 1, random=self.train, rng=rng)
-            features = grid[torch.tensor(indices)]  # (T, D)
+            features = rows[torch.tensor(self.grid.eval_rows())]  # (N, T, D): the evaluation clips
+            if features.shape[0] == 1:
+                features = features[0]  # one clip: (T, D), as decoded clips come
         return {"features": features, "label": sample.label}
 
 
@@ -163,11 +226,10 @@ class DecodedClips(Dataset):
         return len(self.clips)
 
     def __getitem__(self, index: int) -> dict[str, Any] | str:
-        try:
-            frames, label = self.clips.load(index)
-        except VideoDecodeError as exc:
-            return str(exc)  # reported by the training loop, which skips the clip
-        return {"frames": frames, "label": label}
+        item = self.clips[index]
+        if isinstance(item, str):
+            return item  # reported by the training loop, which skips the clip
+        return {"frames": item[0], "label": item[1]}
 
 
 def collate_clips(items: list[dict[str, Any] | str]) -> dict[str, Any]:
@@ -187,6 +249,34 @@ class VideoData:
     val: DataLoader
 
 
+def _cache_fingerprint(encoder: ImageEncoder, grid: FrameGrid, paths: list[Path]) -> str:
+    return module_fingerprint(encoder, "video", grid.key(), encoder.preprocessing, files_fingerprint(paths))
+
+
+def _cached_paths(videos: list[VideoList]) -> list[Path]:
+    """The videos a cache over these lists holds: each once, in a fixed order."""
+    return sorted({s.path for v in videos for s in v.samples}, key=str)
+
+
+def _training_cache(
+    config: VideoConfig, encoder: ImageEncoder, grid: FrameGrid, root: Path, wanted: list[Path]
+) -> tuple[str, list[Path]] | None:
+    """The fingerprint and paths of the cache training built (train + val clips), when it exists and
+    holds every ``wanted`` clip: evaluating after training then reuses it instead of re-encoding."""
+    quiet = logging.getLogger("vision2seq.data.video_datasets")
+    was, quiet.disabled = quiet.disabled, True  # the training run already reported missing clips
+    try:
+        paths = _cached_paths(load_video_lists(config, ["train", "val"]))
+    except UserError:
+        return None  # e.g. training clips moved since: no training cache to find
+    finally:
+        quiet.disabled = was
+    if not set(wanted) <= set(paths):
+        return None
+    fingerprint = _cache_fingerprint(encoder, grid, paths)
+    return (fingerprint, paths) if FeatureStore.is_complete(root / fingerprint[:24]) else None
+
+
 def clip_datasets(
     config: VideoConfig,
     encoder: ImageEncoder,
@@ -195,8 +285,14 @@ def clip_datasets(
     dist: DistContext = SINGLE,
 ) -> list[Dataset]:
     """A dataset per ``(videos, train)`` pair: cached feature clips for a frozen encoder (one cache over
-    all the videos, built once and sharded across ranks), else clips decoded in the loader workers."""
+    all the videos, built once and sharded across ranks), else clips decoded in the loader workers.
+
+    Both sample frames with the same `ClipSampling` (cached clips through its `FrameGrid`), so the
+    evaluation clips are the same frames either way. Evaluation alone (no training subset) reuses
+    the training run's cache when that one holds the clips.
+    """
     d = config.data
+    sampling = ClipSampling.from_config(d)
     transform = encoder.preprocessing.transform()
     if not (encoder.frozen and d.cache_features):
         return [
@@ -214,40 +310,39 @@ def clip_datasets(
             )
             for videos, train in subsets
         ]
-    grid_frames = max(d.cache_frames, d.num_frames)
-    samples = sorted(
-        {s.path: s for videos, _ in subsets for s in videos.samples}.values(), key=lambda s: str(s.path)
+    grid = FrameGrid.for_cache(sampling, d.cache_frames)
+    root = (Path(d.cache_dir) if d.cache_dir else default_cache_root()) / "video_features"
+    paths = _cached_paths([videos for videos, _ in subsets])
+    training = any(train for _, train in subsets)
+    reused = None if training else _training_cache(config, encoder, grid, root, paths)
+    fingerprint, paths = reused or (_cache_fingerprint(encoder, grid, paths), paths)
+    frames = VideoClipDataset(
+        [VideoSample(p, -1) for p in paths],
+        d.num_frames,
+        mode=d.sampling,
+        stride=d.frame_stride,
+        clip_transform=transform,
+        frames_of=grid.frame_indices,
     )
-    grid = VideoClipDataset(samples, grid_frames, mode="segment", train=False, clip_transform=transform)
-    paths = [s.path for s in samples]
-    fingerprint = module_fingerprint(
-        encoder, "video", grid_frames, encoder.preprocessing, files_fingerprint(paths)
-    )
-    root = Path(d.cache_dir) if d.cache_dir else default_cache_root()
     encoder.to(device).eval()
 
-    def encode(frames: torch.Tensor) -> torch.Tensor:  # (B, F, 3, H, W) -> (B, F, D)
-        features = encoder(frames.flatten(0, 1).to(device))
-        return features.reshape(*frames.shape[:2], -1)
+    def encode(clips: torch.Tensor) -> torch.Tensor:  # (B, F, 3, H, W) -> (B, F, D)
+        features = encoder(clips.flatten(0, 1).to(device))
+        return features.reshape(*clips.shape[:2], -1)
 
     store = cached_features(
-        root / "video_features",
+        root,
         fingerprint,
         [str(p) for p in paths],
-        IndexedClips(grid),
+        IndexedClips(frames),
         collate_good,
         encode,
-        (grid_frames, encoder.feature_dim),
+        (grid.size, encoder.feature_dim),
         batch_size=max(1, config.train.batch_size // 4),
         num_workers=config.train.num_workers,
         dist=dist,
     )
-    return [
-        CachedClips(
-            store, videos.samples, d.num_frames, d.sampling, train, 1 if train else d.test_clips, config.seed
-        )
-        for videos, train in subsets
-    ]
+    return [CachedClips(store, videos.samples, grid, train, config.seed) for videos, train in subsets]
 
 
 def make_loader(
@@ -274,8 +369,7 @@ def build_video_data(
     config: VideoConfig, encoder: ImageEncoder, device: torch.device, dist: DistContext = SINGLE
 ) -> VideoData:
     """Training and validation loaders plus the class names."""
-    train_list = load_video_list(config, "train")
-    val_list = load_video_list(config, "val")
+    train_list, val_list = load_video_lists(config, ["train", "val"])
     if not train_list.samples:
         raise UserError(f"{config.data.videos}: no training clips found")
     train, val = clip_datasets(config, encoder, [(train_list, True), (val_list, False)], device, dist)
