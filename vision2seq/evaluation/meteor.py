@@ -46,7 +46,10 @@ def pycocoevalcap_dir(metric: str) -> Path:
         MetricUnavailableError: If Java or the package is missing.
     """
     spec = util.find_spec("pycocoevalcap")
-    if spec is None or spec.origin is None:
+    # pycocoevalcap has no __init__.py: it is a namespace package, found by its folders, not its origin.
+    folders = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
+    folder = next((f for f in folders if (f / "meteor").is_dir()), None)
+    if folder is None:
         raise MetricUnavailableError(
             f'{metric} needs the reference jar from pycocoevalcap: pip install "vision2seq[meteor]" '
             f"(or leave {metric.lower()} out of --metrics)"
@@ -56,7 +59,7 @@ def pycocoevalcap_dir(metric: str) -> Path:
             f"{metric} runs the reference jar and needs Java: install a Java runtime (java on PATH) "
             f"or leave {metric.lower()} out of --metrics"
         )
-    return Path(spec.origin).parent
+    return folder
 
 
 class MeteorScorer:
