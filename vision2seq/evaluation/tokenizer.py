@@ -32,11 +32,11 @@ spaces.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from vision2seq.evaluation._java_case import java_lower
 from vision2seq.evaluation._java_chars import JAVA_DIGIT, JAVA_LETTER
 
 __all__ = ["PUNCTUATIONS", "ptb_tokenize", "ptb_words"]
@@ -149,8 +149,9 @@ _ABTITLE = "|".join(
     ]
 )
 _ABCOMP2 = f"{_ci('Invt', 'Elec', 'Natl', 'Dept')}|{_ci('M')}[ft]{_ci('g')}"
+# ACRO first: "a.k.a.a.k.a." is one acronym, longer than the literal "a.k.a.".
 _ABBREV4 = (
-    f"(?:{_ABTITLE}|{_ci('vs', 'Alex', 'Wm', 'Jos', 'Cie', 'a.k.a', 'cf', 'TREAS', 'Ph')}|{_ACRO}|{_ABCOMP2})"
+    f"(?:{_ACRO}|{_ABTITLE}|{_ci('vs', 'Alex', 'Wm', 'Jos', 'Cie', 'a.k.a', 'cf', 'TREAS', 'Ph')}|{_ABCOMP2})"
 )
 _ABBREV3 = rf"{_ci('ca', 'figs', 'fig', 'prop', 'nos', 'no', 'art', 'bldg', 'pp', 'op')}\."
 # Words after which the reference takes "I." as a letter and a full stop (first letter case-sensitive).
@@ -407,38 +408,6 @@ def _from_utf16(match: re.Match[str]) -> str:
     return text.replace("\ufffd", "?")
 
 
-def _in_word(char: str) -> bool:
-    # Java's word breaks, roughly: letters, digits, marks and the punctuation allowed inside words.
-    return char.isalnum() or unicodedata.category(char)[0] == "M" or char in ".':\u00b7\u2019"
-
-
-def _cased(char: str) -> bool:
-    return unicodedata.category(char) in ("Lu", "Ll", "Lt") or char.islower() or char.isupper()
-
-
-def _java_lower(tok: str) -> str:
-    """``String.toLowerCase()``: as ``str.lower()`` except where a capital sigma is final.
-
-    Java calls a sigma final when a cased letter precedes it within the same word and none follows, where
-    digits count as part of the word (``B7Σ`` -> ``b7ς``); Python skips only case-ignorable characters.
-    """
-    if "\u03a3" not in tok:
-        return tok.lower()
-    out = []
-    for i, char in enumerate(tok):
-        if char != "\u03a3":
-            out.append(char.lower())
-            continue
-        before = tok[:i][::-1]
-        after = tok[i + 1 :]
-        prefix = before[: next((j for j, c in enumerate(before) if not _in_word(c)), len(before))]
-        suffix = after[: next((j for j, c in enumerate(after) if not _in_word(c)), len(after))]
-        cased_before = any(_cased(c) for c in prefix)
-        cased_after = any(_cased(c) for c in suffix)
-        out.append("\u03c2" if cased_before and not cased_after else "\u03c3")
-    return "".join(out)
-
-
 def _lex(text: str) -> Iterator[str]:
     """Yield PTB tokens (before lower-casing and punctuation removal) of ``text``, which ends with ``\\n``."""
     pos, end = 0, len(text)
@@ -476,7 +445,7 @@ def _tokenize_cached(text: str) -> tuple[str, ...]:
     # followed by a line break; the other characters it takes as line breaks are spaces here (see above).
     line = re.sub("[\r\n\x0b\x0c\u2028\u2029]", " ", text) + "\n"
     line = _ASTRAL.sub(_utf16, line)  # the reference lexes 16-bit chars: astral characters are two
-    tokens = [_java_lower(_SURROGATES.sub(_from_utf16, t)) for t in _lex(line)]
+    tokens = [java_lower(_SURROGATES.sub(_from_utf16, t)) for t in _lex(line)]
     # As pycocoevalcap: the printed line (tokens joined by spaces) is stripped, split on spaces, filtered.
     words = [w for w in " ".join(tokens).rstrip().split(" ") if w not in PUNCTUATIONS]
     return tuple(words) if words != [""] else ()
