@@ -177,35 +177,7 @@ class CaptionEvaluator:
         """
         if not self._keys:
             raise ValueError("no captions to evaluate: call update() with at least one prediction first")
-        columns: dict[str, tuple[float, list[float]]] = {}  # score key -> (corpus score, per-image scores)
-        if "bleu" in self.metrics:
-            # BLEU and CIDEr-D split the tokenized caption on any whitespace, ROUGE-L on spaces only.
-            words = [ptb_words(c) for c in self._candidates]
-            ref_words = [[ptb_words(r) for r in refs] for refs in self._references]
-            bleu = corpus_bleu(words, ref_words, max_n=4)
-            for n in range(1, 5):
-                columns[f"bleu_{n}"] = (bleu.scores[n - 1], [b[n - 1] for b in bleu.per_sentence])
-        if "meteor" in self.metrics or "spice" in self.metrics:
-            texts = [" ".join(c) for c in self._candidates]
-            ref_texts = [[" ".join(r) for r in refs] for refs in self._references]
-            if "meteor" in self.metrics:
-                from vision2seq.evaluation.meteor import meteor_scorer
-
-                meteor = meteor_scorer().score(texts, ref_texts)
-                columns["meteor"] = (meteor.score, meteor.per_image)
-        if "rouge_l" in self.metrics:
-            rouge = corpus_rouge_l(self._candidates, self._references)
-            columns["rouge_l"] = (rouge.score, rouge.per_image)
-        if "cider" in self.metrics:
-            words = [ptb_words(c) for c in self._candidates]
-            ref_words = [[ptb_words(r) for r in refs] for refs in self._references]
-            cider = corpus_cider(words, ref_words)
-            columns["cider"] = (cider.score, cider.per_image)
-        if "spice" in self.metrics:
-            from vision2seq.evaluation.spice import spice_score
-
-            spice = spice_score(texts, ref_texts)
-            columns["spice"] = (spice.score, spice.per_image)
+        columns = self._columns()  # score key -> (corpus score, per-image scores)
         scores: dict = {key: float(score) for key, (score, _) in columns.items()}
         if per_image:
             scores["per_image"] = {
@@ -213,6 +185,37 @@ class CaptionEvaluator:
                 for i, key in enumerate(self._keys)
             }
         return scores
+
+    def _columns(self) -> dict[str, tuple[float, list[float]]]:
+        """Each chosen metric's corpus score and per-image scores, by score key, in the COCO order."""
+        columns: dict[str, tuple[float, list[float]]] = {}
+        # BLEU and CIDEr-D split the tokenized caption on any whitespace, ROUGE-L on spaces only; the jars
+        # get the tokenized captions as text, as pycocoevalcap passes them.
+        words = [ptb_words(c) for c in self._candidates]
+        ref_words = [[ptb_words(r) for r in refs] for refs in self._references]
+        texts = [" ".join(c) for c in self._candidates]
+        ref_texts = [[" ".join(r) for r in refs] for refs in self._references]
+        if "bleu" in self.metrics:
+            bleu = corpus_bleu(words, ref_words, max_n=4)
+            for n in range(1, 5):
+                columns[f"bleu_{n}"] = (bleu.scores[n - 1], [b[n - 1] for b in bleu.per_sentence])
+        if "meteor" in self.metrics:
+            from vision2seq.evaluation.meteor import meteor_scorer
+
+            meteor = meteor_scorer().score(texts, ref_texts)
+            columns["meteor"] = (meteor.score, meteor.per_image)
+        if "rouge_l" in self.metrics:
+            rouge = corpus_rouge_l(self._candidates, self._references)
+            columns["rouge_l"] = (rouge.score, rouge.per_image)
+        if "cider" in self.metrics:
+            cider = corpus_cider(words, ref_words)
+            columns["cider"] = (cider.score, cider.per_image)
+        if "spice" in self.metrics:
+            from vision2seq.evaluation.spice import spice_score
+
+            spice = spice_score(texts, ref_texts)
+            columns["spice"] = (spice.score, spice.per_image)
+        return columns
 
 
 def score_captions(
