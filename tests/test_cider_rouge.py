@@ -9,7 +9,7 @@ import pytest
 from vision2seq.evaluation.captions import METRIC_NAMES, CaptionEvaluator, score_captions
 from vision2seq.evaluation.cider import corpus_cider
 from vision2seq.evaluation.rouge import corpus_rouge_l, lcs_length, sentence_rouge_l
-from vision2seq.evaluation.tokenizer import ptb_tokenize
+from vision2seq.evaluation.tokenizer import ptb_tokenize, ptb_words
 
 
 def _toks(text: str) -> list[str]:
@@ -110,10 +110,32 @@ def test_rouge_l_simple_cases():
         # The reference lower-cases after escaping, so its punctuation filter misses "-lrb-"/"-rrb-".
         ("A cat (black) sits", ["a", "cat", "-lrb-", "black", "-rrb-", "sits"]),
         ("", []),
+        # What CoreNLP 3.4.1 does with odd text (checked against the Java tool).
+        ("[stop] <here> a|b c\\d", ["-lsb-", "stop", "-rsb-", "<here>", "a", "|", "b", "c", "\\", "d"]),
+        ("happy :) wink ;-) :D", ["happy", ":-rrb-", "wink", ";--rrb-", ":d"]),
+        ("#sunset @user c# c++", ["#sunset", "@user", "c#", "c++"]),
+        ("mail me@mail.com! now", ["mail", "me@mail.com!", "now"]),
+        ("No. 5 and No. no.", ["no.", "5", "and", "no", "no"]),
+        ("x² h₂o ½ cup", ["x", "²", "h", "₂", "o", "1/2", "cup"]),
+        ("ภาษาไทย नमस्ते עִבְרִית", ["ภาษาไทย", "नमस्ते", "עִבְרִית"]),
+        ("✓ ❤ ※ 、 。 … done", ["✓", "❤", "※", "、", "。", "done"]),
+        ("emoji \U0001f600 here", ["emoji", "here"]),
+        ("&lt;b&gt; &amp; a", ["<", "b", ">", "&", "a"]),
+        ("he cannot go, gonna wanna", ["he", "can", "not", "go", "gon", "na", "wan", "na"]),
+        ("1 1/2 cups (555) 123-4567", ["1\xa01/2", "cups", "-lrb-555-rrb-\xa0123-4567"]),
+        # Line breaks inside a caption are spaces (the reference starts a new line, on the wrong image).
+        ("a dog\ron\u2028grass", ["a", "dog", "on", "grass"]),
     ],
 )
 def test_ptb_tokenize_rules(text, tokens):
     assert ptb_tokenize(text) == tokens
+
+
+def test_bleu_and_cider_split_tokens_holding_a_non_breaking_space():
+    assert ptb_words(ptb_tokenize("1 1/2 cups")) == ["1", "1/2", "cups"]
+    # As in the reference: ROUGE-L sees "1 1/2" as one token, BLEU as two words.
+    scores = score_captions({1: "1 1/2 cups"}, {1: ["1 1/2 cups"]})
+    assert scores["rouge_l"] == pytest.approx(1.0) and scores["bleu_3"] == pytest.approx(1.0)
 
 
 # --- CaptionEvaluator ---------------------------------------------------------------------------------

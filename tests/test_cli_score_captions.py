@@ -106,3 +106,43 @@ def test_bad_files_are_one_line_errors(tmp_path, capsys):
         == 1
     )
     assert "have no references" in capsys.readouterr().err
+
+
+def _score(tmp_path, results, annotations, *extra) -> int:
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    (tmp_path / "ann.json").write_text(json.dumps({"annotations": annotations}))
+    args = ["score-captions", "--predictions", str(tmp_path / "res.json")]
+    return main([*args, "--references", str(tmp_path / "ann.json"), "--json", *extra])
+
+
+def test_metrics_option_chooses_what_is_computed(tmp_path, capsys):
+    results = [{"image_id": 1, "caption": "a dog runs"}, {"image_id": 2, "caption": "a cat"}]
+    annotations = [{"image_id": 1, "caption": "A dog runs."}, {"image_id": 2, "caption": "A cat sleeps."}]
+    assert _score(tmp_path, results, annotations, "--metrics", "cider,rouge_l") == 0
+    assert list(json.loads(capsys.readouterr().out)) == ["rouge_l", "cider"]
+    with pytest.raises(SystemExit) as exit_info:  # an argparse usage error
+        _score(tmp_path, results, annotations, "--metrics", "bleu,nope")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown caption metric 'nope'; choose from bleu, meteor, rouge_l, cider, spice" in err
+
+
+def test_an_image_id_as_number_and_string_is_scored_once(tmp_path, capsys):
+    annotations = [{"image_id": 270, "caption": "A dog runs."}, {"image_id": "270", "caption": "A dog."}]
+    results = [{"image_id": "0270", "caption": "a dog runs"}]
+    assert _score(tmp_path, results, annotations, "--per-image") == 0
+    assert list(json.loads(capsys.readouterr().out)["per_image"]) == ["270"]
+    results.append({"image_id": 270, "caption": "a dog"})
+    assert _score(tmp_path, results, annotations) == 1
+    err = capsys.readouterr().err
+    assert "image_id '0270' appears more than once (as '0270' and 270)" in err and err.count("\n") == 1
+
+
+def test_string_video_ids(tmp_path, capsys):
+    annotations = [{"image_id": "video123", "caption": "A man is cooking."}]
+    annotations.append({"image_id": "video9", "caption": "A dog runs."})
+    results = [{"image_id": "video123", "caption": "a man is cooking"}]
+    results.append({"image_id": "video9", "caption": "a cat"})
+    assert _score(tmp_path, results, annotations, "--per-image") == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["per_image"]["video123"]["bleu_4"] == pytest.approx(1.0)

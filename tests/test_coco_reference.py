@@ -201,3 +201,36 @@ def test_load_karpathy_references_keys(tmp_path):
 def test_load_karpathy_references_unknown_split(tmp_path):
     with pytest.raises(UserError, match=r"no images in split 'val'; the file has splits \['test', 'train'\]"):
         load_karpathy_references(_karpathy(tmp_path, with_cocoid=True), "val")
+
+
+# --- one spelling per image id (an image written as 270 and "0270" is one image) -------------------------
+
+
+def test_an_image_id_spelled_two_ways_is_one_image(tmp_path):
+    twice = [{"image_id": 270, "caption": "a"}, {"image_id": "0270", "caption": "b"}]
+    res = _write(tmp_path / "res.json", twice)
+    with pytest.raises(UserError, match=r"image_id 270 appears more than once \(as 270 and '0270'\)"):
+        load_coco_results(res)
+    ann = _write(
+        tmp_path / "ann.json",
+        {"annotations": [{"image_id": "270", "caption": "A dog."}, {"image_id": 270, "caption": "Dog."}]},
+    )
+    assert load_coco_references(ann) == {270: ["A dog.", "Dog."]}
+    res = _write(tmp_path / "res.json", [{"image_id": "0270", "caption": "a dog"}])
+    assert align_references(load_coco_results(res), load_coco_references(ann)) == {270: ["A dog.", "Dog."]}
+
+
+def test_string_video_ids_stay_strings(tmp_path):
+    res = _write(tmp_path / "res.json", [{"image_id": "video123", "caption": "a man cooks"}])
+    ann = _write(
+        tmp_path / "ann.json",
+        {
+            "annotations": [
+                {"image_id": "video123", "caption": "A man is cooking."},
+                {"image_id": "video7", "caption": "x"},
+            ]
+        },
+    )
+    results, references = load_coco_results(res), load_coco_references(ann)
+    assert results == {"video123": "a man cooks"}
+    assert align_references(results, references) == {"video123": ["A man is cooking."]}

@@ -122,10 +122,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _caption_metrics(text: str) -> tuple[str, ...]:
+    from vision2seq.evaluation.captions import resolve_metrics
+
+    try:
+        return resolve_metrics(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_score_captions(args: argparse.Namespace) -> int:
     from vision2seq.evaluation.coco_files import score_caption_files
 
-    scores = score_caption_files(args.predictions, args.references, args.split, per_image=args.per_image)
+    scores = score_caption_files(
+        args.predictions, args.references, args.split, per_image=args.per_image, metrics=args.metrics
+    )
     if args.json:
         print(json.dumps(scores, indent=2))
         return EXIT_OK
@@ -199,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="Karpathy references only: the split to use")
     p.add_argument("--per-image", action="store_true", help="also print every image's scores")
     p.add_argument("--json", action="store_true", help="print the scores as a JSON object")
+    p.add_argument(
+        "--metrics",
+        type=_caption_metrics,
+        default=None,
+        help="comma-separated, from bleu,meteor,rouge_l,cider,spice (default: bleu,rouge_l,cider; "
+        "meteor and spice need Java and pycocoevalcap; METEOR takes about 20-40 s to start)",
+    )
     p.set_defaults(func=cmd_score_captions)
 
     p = sub.add_parser("demo", help="generate a small dataset, train a captioner on it, show captions")

@@ -3,7 +3,9 @@
 Every problem with a file raises :class:`vision2seq.errors.UserError` with a one-line message that names the
 file and what is wrong, so the command line can print it instead of a traceback.
 
-Keys: COCO files are keyed by their integer ``image_id``. Karpathy files are keyed by ``cocoid`` when every
+Keys: COCO files are keyed by their ``image_id``; an id written in decimal digits is the same image whatever
+its spelling (``270``, ``"270"`` and ``"0270"`` are image 270), other strings stay strings (MSR-VTT's
+``"video123"``). Karpathy files are keyed by ``cocoid`` when every
 image of the split has one (COCO), otherwise by ``filename`` (Flickr8k/30k). :func:`align_references` then
 matches results to references and also accepts a result ``image_id`` that names a Karpathy image by its file
 name, its file stem (``"1000092795"`` or ``1000092795`` for ``1000092795.jpg``) or the number at the end of
@@ -13,14 +15,20 @@ its stem (``391895`` for ``COCO_val2014_000000391895.jpg``).
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vision2seq.errors import UserError
 from vision2seq.jsonfiles import read_json
 
-__all__ = ["align_references", "load_coco_references", "load_coco_results", "load_karpathy_references"]
+__all__ = [
+    "align_references",
+    "load_coco_references",
+    "load_coco_results",
+    "load_karpathy_references",
+    "normalize_image_id",
+]
 
 ImageKey = Hashable
 
@@ -32,11 +40,22 @@ def _listed(keys: list[Any]) -> str:
     return shown + (", ..." if len(keys) > _MAX_LISTED else "")
 
 
+def normalize_image_id(value: int | str) -> int | str:
+    """One spelling per image id: a string of decimal digits becomes its integer, other strings stay.
+
+    >>> normalize_image_id("0270"), normalize_image_id(270), normalize_image_id("video123")
+    (270, 270, 'video123')
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return value
+
+
 def _image_id(value: Any, path: Path, where: str) -> int | str:
     # bool is an int subclass; a true/false id is a broken file, not image 1/0.
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise UserError(f"{path}: {where} has image_id {value!r}; expected an integer or a string")
-    return value
+    return normalize_image_id(value)
 
 
 def _caption(value: Any, path: Path, where: str) -> str:
@@ -68,6 +87,7 @@ def load_coco_results(path: str | Path) -> dict[int | str, str]:
             f'{path}: expected a list of {{"image_id", "caption"}} objects (COCO results), got {kind}'
         )
     results: dict[int | str, str] = {}
+    spelled: dict[int | str, Any] = {}  # the id as first written, for the message about a repeat
     for i, entry in enumerate(data):
         where = f"entry {i}"
         if not isinstance(entry, dict):
@@ -77,9 +97,12 @@ def load_coco_results(path: str | Path) -> dict[int | str, str]:
                 raise UserError(f'{path}: {where} has no "{key}" key')
         image_id = _image_id(entry["image_id"], path, where)
         if image_id in results:
+            first = spelled[image_id]
+            also = "" if first == entry["image_id"] else f" (as {first!r} and {entry['image_id']!r})"
             raise UserError(
-                f"{path}: image_id {image_id!r} appears more than once; give one caption per image"
+                f"{path}: image_id {first!r} appears more than once{also}; give one caption per image"
             )
+        spelled[image_id] = entry["image_id"]
         results[image_id] = _caption(entry["caption"], path, where)
     if not results:
         raise UserError(f"{path}: contains no results")
@@ -243,7 +266,11 @@ def align_references(
 
 
 def score_caption_files(
-    predictions: str | Path, references: str | Path, split: str = "test", per_image: bool = False
+    predictions: str | Path,
+    references: str | Path,
+    split: str = "test",
+    per_image: bool = False,
+    metrics: str | Sequence[str] | None = None,
 ) -> dict:
     """Score a COCO results file against COCO annotations or one split of a Karpathy JSON file.
 
@@ -252,11 +279,13 @@ def score_caption_files(
         references: COCO captions annotations, or a Karpathy split file (then ``split`` is used).
         split: The Karpathy split holding the references.
         per_image: Also return the scores of every image under ``per_image``.
+        metrics: Which metrics (see :func:`vision2seq.evaluation.captions.resolve_metrics`); by default
+            BLEU-1..4, ROUGE-L and CIDEr-D.
 
     Returns:
-        ``bleu_1`` .. ``bleu_4``, ``cider``, ``rouge_l`` (and ``per_image``).
+        The metrics' scores (and ``per_image``).
     """
-    from vision2seq.evaluation.captions import score_captions
+    from vision2seq.evaluation.captions import DEFAULT_METRICS, score_captions
 
     results = load_coco_results(predictions)
     data = read_json(references)
@@ -265,5 +294,8 @@ def score_caption_files(
     else:
         refs = load_karpathy_references(references, split)
     return score_captions(
-        results, align_references(results, refs, predictions, references), per_image=per_image
+        results,
+        align_references(results, refs, predictions, references),
+        per_image=per_image,
+        metrics=DEFAULT_METRICS if metrics is None else metrics,
     )
