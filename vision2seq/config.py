@@ -82,6 +82,9 @@ class TrainConfig:
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     resume: bool = False
     """Resume from ``output_dir/last.pt`` (same as ``vision2seq train --resume``)."""
+    overwrite: bool = False
+    """Delete another run's files in ``output_dir`` (best.pt, last.pt, metrics.csv, tensorboard/) and start
+    afresh; without it (or ``resume``) a folder holding a run is refused."""
     skip_nonfinite: bool = False
     """Skip a batch whose loss is NaN/inf (reported on stderr) instead of stopping the run."""
     checkpoint_every: int = 0

@@ -28,6 +28,7 @@ from vision2seq.config import ExperimentConfig, TrainConfig, config_to_dict
 from vision2seq.distributed import SINGLE, DistContext, resolve_device
 from vision2seq.errors import UserError, report
 from vision2seq.optim import build_optimizer, build_scheduler
+from vision2seq.run_dir import claim_output_dir
 from vision2seq.run_log import log_epoch, tensorboard_writer
 
 
@@ -116,8 +117,26 @@ def fit(
 
     Under torchrun (``dist.enabled``) the model is wrapped in DistributedDataParallel, each rank trains on
     its shard of every global batch, validation predictions are gathered to compute the metrics once,
-    and only rank 0 writes files and shows progress.
+    and only rank 0 writes files and shows progress. ``output_dir`` is locked for the whole run and
+    another run's files in it are refused (see ``run_dir.claim_output_dir``).
     """
+    resume = resume or config.train.resume
+    claim = claim_output_dir(config.output_dir, resume, config.train.overwrite, lock=dist.is_main)
+    with claim:
+        return _fit(task, model, train_loader, val_loader, config, resume, progress, dist, device)
+
+
+def _fit(
+    task: Task,
+    model: nn.Module,
+    train_loader: Any,
+    val_loader: Iterable,
+    config: ExperimentConfig,
+    resume: bool,
+    progress: bool,
+    dist: DistContext,
+    device: torch.device | None,
+) -> FitResult:
     cfg: TrainConfig = config.train
     out = Path(config.output_dir)
     device = device or resolve_device(cfg.device)
@@ -130,7 +149,7 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     monitor = cfg.monitor or task.monitor
     run = _Run()
-    if resume or cfg.resume:
+    if resume:
         ckpt = load_checkpoint(out / "last.pt", task=task.name) if (out / "last.pt").is_file() else None
         if ckpt is None:
             raise UserError(f"{out / 'last.pt'}: nothing to resume (no last checkpoint in output_dir)")
@@ -140,14 +159,7 @@ def fit(
         scaler.load_state_dict(ckpt["scaler"])
         run = _Run(**{k: ckpt[k] for k in vars(run)})
         set_rng_state(ckpt["rng"][dist.rank] if dist.world_size == len(ckpt["rng"]) else ckpt["rng"][0])
-    elif (out / "last.pt").exists():
-        raise UserError(
-            f"{out}: holds an earlier run (last.pt); pass --resume to continue it, "
-            "or choose another output_dir"
-        )
     dist.barrier()  # nobody writes into output_dir before everybody has read last.pt
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     writer = tensorboard_writer(out) if dist.is_main else None
     show = progress and dist.is_main
 
