@@ -110,9 +110,12 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
         CheckpointError: missing/truncated file, content that would run code, a newer format, wrong task.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (give the .pt file inside it)")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    if path.stat().st_size == 0:
+    size = _readable_size(path)
+    if size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     if not zipfile.is_zipfile(path):
         # Checkpoints are the zip archives torch.save writes; torch's legacy raw-pickle format is never
@@ -120,6 +123,7 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated or corrupt?): not a torch.save zip archive"
         )
+    _check_declared_size(path, size)
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
             warnings.simplefilter("ignore")
@@ -158,7 +162,80 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
         )
     if task is not None:
         check_task(path, payload, task)
+    _check_content(path, payload)
     return payload
+
+
+MAX_ZIP_RATIO = 10
+"""A checkpoint may declare at most this many times its own size inside (``torch.save`` stores its
+entries uncompressed, so a real one declares about its size)."""
+ZIP_SLACK = 1 << 20
+
+
+def _readable_size(path: Path) -> int:
+    """The file's size, after checking that it can be opened: a file we may not read is "permission
+    denied", not "corrupt" (``zipfile.is_zipfile`` would hide why it failed)."""
+    try:
+        with open(path, "rb") as f:
+            return os.fstat(f.fileno()).st_size
+    except PermissionError:
+        raise CheckpointError(f"{path}: cannot read checkpoint: permission denied") from None
+    except OSError as exc:
+        raise CheckpointError(
+            f"{path}: cannot read checkpoint: {_one_line(exc.strerror or str(exc))}"
+        ) from None
+
+
+def _check_declared_size(path: Path, size: int) -> None:
+    """Refuse a zip bomb from its directory alone, before ``torch.load`` allocates what it declares."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {_one_line(str(exc) or 'bad zip')}"
+        ) from None
+    if declared > MAX_ZIP_RATIO * size + ZIP_SLACK:
+        raise CheckpointError(
+            f"{path}: refused: the {size:,}-byte file declares {declared:,} bytes inside (a zip bomb?); "
+            "torch.save writes checkpoints uncompressed"
+        )
+
+
+def _check_content(path: Path, payload: dict[str, Any]) -> None:
+    """Weights that are all finite, and a vocabulary or label list that is one (when present).
+
+    Raises:
+        CheckpointError: a NaN/inf weight (names the first tensor), or a malformed vocabulary/labels.
+    """
+    model = payload.get("model")
+    if isinstance(model, dict):
+        for name, tensor in model.items():
+            if (
+                isinstance(tensor, torch.Tensor)
+                and tensor.is_floating_point()
+                and not tensor.isfinite().all()
+            ):
+                raise CheckpointError(
+                    f"{path}: weight {name!r} holds NaN or infinite values (a diverged or damaged model); "
+                    "use an earlier checkpoint"
+                )
+    extras = payload.get("extras")
+    if not isinstance(extras, dict):
+        return
+    if "vocab" in extras:
+        from vision2seq.data.vocab import Vocabulary, VocabularyError
+
+        try:
+            Vocabulary(extras["vocab"])
+        except VocabularyError as exc:
+            raise CheckpointError(f"{path}: malformed vocabulary in the checkpoint: {exc}") from None
+    labels = extras.get("labels")
+    if labels is not None:
+        if not (isinstance(labels, list) and labels and all(isinstance(x, str) and x for x in labels)):
+            raise CheckpointError(f"{path}: malformed class labels in the checkpoint (not a list of names)")
+        if len(set(labels)) != len(labels):
+            raise CheckpointError(f"{path}: malformed class labels in the checkpoint (a name listed twice)")
 
 
 def restore_model(path: str | Path, build: Callable[[], nn.Module], state: dict[str, Any]) -> nn.Module:
