@@ -213,10 +213,10 @@ class FeatureStore:
             self._fail(f"features.npy ends inside row {row}; truncated?")
         if zlib.crc32(data) != self._checksums[row]:
             self._fail(f"row {row} of features.npy does not match its checksum")
-        values = np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
+        values = np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:]).astype(np.float32)
         if not np.isfinite(values).all():  # cannot pass the checksum unless built so; never train on it
             self._fail(f"row {row} of features.npy holds NaN or infinite values")
-        return torch.from_numpy(values.astype(np.float32))
+        return torch.from_numpy(values)
 
     def _fail(self, reason: str) -> None:
         try:
@@ -229,6 +229,22 @@ class FeatureStore:
     @staticmethod
     def is_complete(directory: Path) -> bool:
         return (directory / "meta.json").is_file() and (directory / "features.npy").is_file()
+
+
+def write_meta(directory: Path, keys: list[str], failed: dict[str, str]) -> None:
+    """Complete a cache whose ``features.npy`` is written: ``meta.json`` with the row checksums."""
+    header = np.load(directory / "features.npy", mmap_mode="r")  # reads the header only
+    shape, offset = list(header.shape), header.offset
+    del header
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(np.float16).itemsize
+    meta = {
+        "version": CACHE_VERSION,
+        "keys": keys,
+        "failed": failed,
+        "shape": shape,
+        "crc32": _row_checksums(directory / "features.npy", len(keys), row_bytes, offset),
+    }
+    (directory / "meta.json").write_text(json.dumps({**meta, "sha256": _digest(meta)}))
 
 
 def check_writable(root: Path) -> None:
@@ -334,18 +350,7 @@ def cached_features(
     if len(failed) == len(keys):
         raise UserError(f"none of the {len(keys)} inputs could be read, so there are no features to cache")
     if dist.is_main:
-        header = np.load(tmp / "features.npy", mmap_mode="r")
-        shape, offset = list(header.shape), header.offset
-        del header
-        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * 2  # float16
-        meta = {
-            "version": CACHE_VERSION,
-            "keys": keys,
-            "failed": failed,
-            "shape": shape,
-            "crc32": _row_checksums(tmp / "features.npy", len(keys), row_bytes, offset),
-        }
-        (tmp / "meta.json").write_text(json.dumps({**meta, "sha256": _digest(meta)}))
+        write_meta(tmp, keys, failed)
         try:
             os.replace(tmp, directory)
         except OSError:  # another job finished the same cache first
