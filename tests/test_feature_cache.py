@@ -301,3 +301,34 @@ def test_evaluate_with_a_damaged_cache_exits_1_then_rebuilds(tiny_captioner, tmp
         f"{directory}: feature cache damaged (marked by an earlier run: row " in err
         and "rebuilding it" in err
     )
+
+
+def test_non_finite_features_are_never_cached(images, tmp_path):
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet18", weights=None, image_size=32)
+    reported = []
+
+    def poisoned(x):  # the encoder returns NaN for the first image of every batch
+        out = encoder(x)
+        out[0] = float("nan")
+        return out
+
+    fingerprint = module_fingerprint(encoder, "nan", files_fingerprint(images))
+    store = cached_features(
+        tmp_path / "cache",
+        fingerprint,
+        [str(p) for p in images],
+        ImageFiles(images, encoder.preprocessing.transform()),
+        collate_good,
+        poisoned,
+        (encoder.feature_dim,),
+        batch_size=2,
+        num_workers=0,
+        report=reported.append,
+    )
+    nan_items = [str(images[i]) for i in (0, 2, 4)]  # first of each batch of 2
+    for key in nan_items:
+        assert store.failed[key] == f"{key}: the encoder produced NaN or infinite features"
+        assert store.failed[key] in reported
+    for key in (str(images[1]), str(images[3])):
+        assert torch.isfinite(store[store.rows[key]]).all()
