@@ -78,10 +78,7 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path) -> None:
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     assert (out / LOCK_NAME).exists()  # the file stays, but nobody holds its lock
-    # This process can claim it now, and holds it until the end of its block.
-    with claim_output_dir(out, resume=True), pytest.raises(OutputDirError, match="in use"):
-        _claim(out, resume=True)
-    _claim(out)  # released at the end of the block; a lock file alone is no run
+    _claim(out)  # free again; and a lock file alone is no run
 
 
 @pytest.mark.parametrize("files", [("best.pt", "metrics.csv"), ("last.pt",), ("metrics.csv",)])
@@ -165,3 +162,22 @@ def test_full_disk_while_training_is_one_line(tiny_captioner, tmp_path, capsys, 
     monkeypatch.undo()
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(out / "best.pt")
+
+
+def test_claims_nest_within_a_process_and_are_released(tmp_path) -> None:
+    out = tmp_path / "run"
+    with claim_output_dir(out):
+        (out / "best.pt").write_bytes(b"a run's file")
+        _claim(out)  # e.g. train() claims before building data, fit() claims again: no refusal
+        script = (
+            "from vision2seq.run_dir import claim_output_dir as c\n" + f"with c({str(out)!r}, True): pass"
+        )
+        other = subprocess.run(  # another process is refused meanwhile
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert other.returncode == 1 and "output_dir is in use by another running" in other.stderr
+    with pytest.raises(OutputDirError, match=r"holds another run \(best\.pt\)"):
+        _claim(out)  # released: the next claim checks again, and finds the run's file

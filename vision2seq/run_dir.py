@@ -9,6 +9,9 @@
   ``train`` on the same folder is refused while the first runs. The kernel drops the lock when its
   process ends, however it ends (even SIGKILL), so a killed run never leaves a stale lock behind: the
   lock file may stay, but it is not locked, and ``--resume`` proceeds.
+
+Claims nest within a process: a claim of a folder this process already holds does nothing, so
+``train()`` may claim before it builds data and ``fit()`` claim again.
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ def claim_output_dir(
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"{path}: output_dir is a file, not a folder; choose another output_dir")
+    if (
+        _held_key(path) in _held
+    ):  # claimed (and checked) by an enclosing block of this process: nothing to redo
+        yield path
+        return
     if not lock:
         _check_contents(path, resume, overwrite)
         yield path
@@ -78,9 +86,27 @@ def claim_output_dir(
             _delete_run_files(path)
         _probe_writable(path)
         _write_owner(fd)
-        yield path
+        key = _held_key(path)
+        _held.add(key)
+        try:
+            yield path
+        finally:
+            _held.discard(key)
     finally:
         os.close(fd)  # also releases the flock
+
+
+_held: set[tuple[int, int] | None] = set()
+"""Folders this process holds (device, inode): a nested claim of one is a no-op, so a caller may claim
+early (before building data) around code that claims again (``engine.fit``)."""
+
+
+def _held_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _lock(fd: int, path: Path) -> None:
