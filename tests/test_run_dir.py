@@ -104,6 +104,17 @@ def test_overwrite_replaces_the_earlier_run(tiny_captioner, tmp_path, capsys) ->
     assert (out / "notes.txt").read_text() == "mine"  # only a run's own files are deleted
 
 
+def test_resume_and_overwrite_together_are_refused(tiny_captioner, tmp_path, capsys) -> None:
+    out = _earlier_run(tiny_captioner, tmp_path / "run", ("best.pt", "last.pt", "metrics.csv"))
+    before = _snapshot(out)
+    code, _, err = run_cli(
+        capsys, "train", tiny_captioner.config, f"output_dir={out}", "train.overwrite=true", "--resume"
+    )
+    assert code == 1
+    assert_one_error(err, "train", f"{out}: --resume and train.overwrite=true contradict each other")
+    assert _snapshot(out) == before
+
+
 def test_output_dir_that_is_a_file(tiny_captioner, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     out.write_text("a file")

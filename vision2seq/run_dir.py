@@ -59,9 +59,14 @@ def claim_output_dir(
 
     Raises:
         OutputDirError: ``path`` is a file, cannot be created or written, is locked by a running
-            ``train``, or holds another run's files without ``resume``/``overwrite``.
+            ``train``, or holds another run's files without ``resume``/``overwrite`` (or both are set).
     """
     path = Path(path)
+    if resume and overwrite:
+        raise OutputDirError(
+            f"{path}: --resume and train.overwrite=true contradict each other (continue the run, or "
+            "delete it); drop one of them"
+        )
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"{path}: output_dir is a file, not a folder; choose another output_dir")
     if (
@@ -82,7 +87,7 @@ def claim_output_dir(
         _lock(fd, path)
         # Checked under the lock: a run that held it a moment ago may have just written its files.
         _check_contents(path, resume, overwrite)
-        if overwrite and not resume:
+        if overwrite:
             _delete_run_files(path)
         _probe_writable(path)
         _write_owner(fd)
