@@ -111,7 +111,7 @@ def test_merge_keys_may_still_be_overridden(tmp_path):
     ("text", "message"),
     [
         ("x" * (MAX_YAML_BYTES + 1), f"larger than {MAX_YAML_BYTES:,} bytes, not a config file"),
-        ("train: " + "[" * 50_000 + "]" * 50_000, "nested too deeply for a config"),
+        ("train: " + "[" * 5_000 + "]" * 5_000, "nested too deeply for a config"),
         ("train: &a [*a]\n", "an alias refers to a value that contains it"),
     ],
     ids=["too_large", "too_deep", "recursive_alias"],
@@ -141,7 +141,7 @@ def test_config_path_that_is_a_folder(tmp_path):
         ("train.lr=.inf", "key 'train.lr' must be a finite number, got inf"),
         ("train.lr=1e999", "key 'train.lr' must be a finite number, got '1e999'"),
         ("train.lr=0", "key 'train.lr' must be > 0, got 0.0"),
-        ("train.grad_clip=0", "key 'train.grad_clip' must be > 0 (null disables clipping), got 0.0"),
+        ("train.grad_clip=-1", "key 'train.grad_clip' must be >= 0 (0 or null disables clipping), got -1.0"),
         ("train.num_workers=-1", "key 'train.num_workers' must be >= 0, got -1"),
         ("model.decoder.dropout=1", "key 'model.decoder.dropout' must be in [0, 1), got 1.0"),
         ("generation.beam_size=0", "key 'generation.beam_size' must be >= 1, got 0"),

@@ -66,7 +66,7 @@ class TrainConfig:
     lr_step_epochs: int = 5
     lr_gamma: float = 0.5
     grad_clip: float | None = 5.0
-    """Clip the gradient norm to this value; null disables clipping."""
+    """Clip the gradient norm to this value; null (or 0) disables clipping."""
     amp: Literal["none", "bf16", "fp16"] = "none"
     """Mixed precision on CUDA (ignored on the CPU)."""
     early_stopping_patience: int = 0
@@ -294,7 +294,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "warmup_steps": COUNT,
         "lr_step_epochs": POSITIVE_INT,
         "lr_gamma": Range(0, 1, low_open=True),
-        "grad_clip": Range(0, low_open=True, note="null disables clipping"),
+        "grad_clip": Range(0, note="0 or null disables clipping"),
         "early_stopping_patience": COUNT,
         "val_every": POSITIVE_INT,
         "num_workers": COUNT,
@@ -337,7 +337,8 @@ RANGES: dict[type, dict[str, Range]] = {
 
 
 def check_consistency(config: ExperimentConfig, source: str = "config") -> None:
-    """Refuse settings that contradict each other, naming the fix.
+    """Refuse settings that contradict each other, naming the fix (``load_config`` runs this; configs
+    stored in checkpoints are not re-judged by rules newer than they are).
 
     Raises:
         ConfigError: an attention decoder over pooled features (one position to attend to), or
@@ -394,7 +395,10 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raw = loaded
     for item in overrides:
         apply_override(raw, item)
-    return config_from_dict(raw, source=str(path) if path else "config")
+    config = config_from_dict(raw, source=str(path) if path else "config")
+    # Only for experiments being set up: a checkpoint trained before a rule existed still loads.
+    check_consistency(config, str(path) if path else "config")
+    return config
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -402,9 +406,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentC
     task = raw.get("task", "captioning")
     if not isinstance(task, str) or task not in SCHEMAS:
         raise ConfigError(f"{source}: key 'task' must be one of {sorted(SCHEMAS)}, got {_short(task)}")
-    config = _build(SCHEMAS[task], raw, prefix="", source=source)
-    check_consistency(config, source)
-    return config
+    return _build(SCHEMAS[task], raw, prefix="", source=source)
 
 
 def with_overrides(
