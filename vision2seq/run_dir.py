@@ -69,9 +69,8 @@ def claim_output_dir(
         )
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"{path}: output_dir is a file, not a folder; choose another output_dir")
-    if (
-        _held_key(path) in _held
-    ):  # claimed (and checked) by an enclosing block of this process: nothing to redo
+    if _held_key(path) in _held:
+        # Claimed (and checked) by an enclosing block of this process: nothing to redo.
         yield path
         return
     if not lock:
