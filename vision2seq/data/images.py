@@ -104,21 +104,6 @@ def _unidentified_reason(path: Path) -> str:
     return f"cannot decode image (truncated or corrupt {fmt} file?): {reason}"
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image.copy()
-    if image.mode in ("I;16", "I;16B", "I;16L"):
-        # 16-bit greyscale: scale to 8 bits instead of letting PIL clip everything to white.
-        image = image.point(lambda v: v / 256).convert("L")
-    elif image.mode in ("I", "F"):
-        image = Image.fromarray(_scale_to_8bit(np.asarray(image), integer=image.mode == "I"), mode="L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
-    return image.convert("RGB")
-
-
 def _scale_to_8bit(values: np.ndarray, integer: bool) -> np.ndarray:
     """32-bit greyscale (TIFF ``int32`` / ``float32``) to 0-255, by the range the values were meant in.
 
@@ -141,6 +126,21 @@ def _scale_to_8bit(values: np.ndarray, integer: bool) -> np.ndarray:
     else:
         scaled = (values - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image.copy()
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        # 16-bit greyscale: scale to 8 bits instead of letting PIL clip everything to white.
+        image = image.point(lambda v: v / 256).convert("L")
+    elif image.mode in ("I", "F"):
+        image = Image.fromarray(_scale_to_8bit(np.asarray(image), integer=image.mode == "I"), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
 
 
 def find_images(inputs: list[str]) -> tuple[list[Path], list[str]]:
