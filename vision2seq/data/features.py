@@ -137,8 +137,13 @@ class FeatureStore:
             meta = json.loads((self.directory / "meta.json").read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise self._damaged(f"meta.json unreadable: {type(exc).__name__}") from None
-        if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION:
-            raise self._damaged(f"meta.json is not a version {CACHE_VERSION} cache")
+        if not isinstance(meta, dict):
+            raise self._damaged("meta.json is not an object")
+        if meta.get("version") != CACHE_VERSION:  # e.g. written before row checksums existed
+            raise FeatureCacheError(
+                f"{self.directory}: feature cache written by another vision2seq version (cache format "
+                f"{meta.get('version', 1)!r}, this one reads {CACHE_VERSION})"
+            )
         content = {k: v for k, v in meta.items() if k != "sha256"}
         if meta.get("sha256") != _digest(content):
             raise self._damaged("meta.json does not match its checksum")
