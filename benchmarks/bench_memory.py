@@ -65,7 +65,9 @@ def write_store(directory: Path, items: int, row: tuple[int, ...], seed: int = 0
     array.flush()
     del array
     keys = [f"/benchmark/images/{i:06d}.jpg" for i in range(items)]
-    (directory / "meta.json").write_text(json.dumps({"keys": keys, "failed": {}}))
+    from vision2seq.data.features import write_meta
+
+    write_meta(directory, keys, {})
     return directory
 
 

@@ -145,6 +145,40 @@ def make_png16(folder: Path) -> Path:
     return path
 
 
+def _ramp(dtype: type, top: float) -> np.ndarray:
+    """A horizontal ramp from 0 to ``top`` across the picture."""
+    w, h = SIZE
+    return np.tile(np.linspace(0, top, w).astype(dtype), (h, 1))
+
+
+def make_tiff_float01(folder: Path) -> Path:
+    """32-bit float greyscale TIFF, values 0..1 (the usual float convention)."""
+    path = folder / "float01.tif"
+    Image.fromarray(_ramp(np.float32, 1.0), mode="F").save(path)
+    return path
+
+
+def make_tiff_float255(folder: Path) -> Path:
+    """32-bit float greyscale TIFF, values 0..255."""
+    path = folder / "float255.tif"
+    Image.fromarray(_ramp(np.float32, 255.0), mode="F").save(path)
+    return path
+
+
+def make_tiff_int32_8bit(folder: Path) -> Path:
+    """32-bit integer greyscale TIFF holding 8-bit values."""
+    path = folder / "int32_8bit.tif"
+    Image.fromarray(_ramp(np.int32, 255), mode="I").save(path)
+    return path
+
+
+def make_tiff_int32_16bit(folder: Path) -> Path:
+    """32-bit integer greyscale TIFF holding 16-bit values."""
+    path = folder / "int32_16bit.tif"
+    Image.fromarray(_ramp(np.int32, 65535), mode="I").save(path)
+    return path
+
+
 def make_exif_rotated(folder: Path) -> Path:
     """A landscape JPEG stored sideways with EXIF orientation 6 (display rotated 90 degrees clockwise)."""
     exif = Image.Exif()
@@ -174,6 +208,10 @@ ODD_IMAGES: dict[str, tuple[Callable[[Path], Path], tuple[int, int]]] = {
     "palette": (make_palette, SIZE),
     "cmyk_jpeg": (make_cmyk_jpeg, SIZE),
     "png16": (make_png16, SIZE),
+    "tiff_float01": (make_tiff_float01, SIZE),
+    "tiff_float255": (make_tiff_float255, SIZE),
+    "tiff_int32_8bit": (make_tiff_int32_8bit, SIZE),
+    "tiff_int32_16bit": (make_tiff_int32_16bit, SIZE),
     "exif_rotated": (make_exif_rotated, (SIZE[1], SIZE[0])),
     "one_pixel": (make_one_pixel, (1, 1)),
     "animated_gif": (make_animated_gif, SIZE),

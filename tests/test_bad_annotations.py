@@ -26,6 +26,7 @@ from vision2seq.data.captions import check_images_exist, load_caption_dataset, s
 from vision2seq.data.video_loaders import load_video_list
 from vision2seq.errors import UserError
 from vision2seq.evaluation.coco_files import score_caption_files
+from vision2seq.jsonfiles import MAX_JSON_BYTES, MAX_JSON_DEPTH, read_json
 
 # --- captioning annotation files ------------------------------------------------------------------
 
@@ -58,7 +59,46 @@ def _malformed(folder: Path, dataset: dict, split: str) -> Path:
     return path
 
 
+def _same_id(folder: Path, dataset: dict, split: str, value: object = None) -> Path:
+    """The dataset with its second image given the first one's ``imgid`` (or ``value``)."""
+    images = [dict(im) for im in dataset["images"]]
+    images[1]["imgid"] = images[0]["imgid"] if value is None else value
+    return _json(folder, {"images": images})
+
+
+def _nested(folder: Path, dataset: dict, split: str, depth: int) -> Path:
+    path = folder / "dataset.json"
+    path.write_text('{"images": ' + "[" * depth + "]" * depth + "}")
+    return path
+
+
 CAPTION_CASES: dict[str, CaptionCase] = {
+    "imgid_twice": (
+        _same_id,
+        ("images[1] has the same imgid '0' as images[0]; every image needs its own id",),
+    ),
+    "imgid_twice_as_int_and_string": (
+        lambda d, ds, s: _same_id(d, ds, s, value="0"),
+        ("images[1] has the same imgid '0' as images[0]",),
+    ),
+    "coco_id_twice": (
+        lambda d, ds, s: _json(
+            d,
+            {
+                "images": [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}],
+                "annotations": [{"image_id": 1, "caption": "x"}],
+            },
+        ),
+        ("images[1] has the same id '1' as images[0]",),
+    ),
+    "json_nested_past_the_recursion_limit": (
+        lambda d, ds, s: _nested(d, ds, s, 100_000),
+        ("dataset.json: nested more than 64 levels deep",),
+    ),
+    "json_nested_too_deeply": (
+        lambda d, ds, s: _nested(d, ds, s, 100),
+        ("dataset.json: nested more than 64 levels deep",),
+    ),
     "malformed_json": (_malformed, ("dataset.json: malformed JSON at line 2 column 19",)),
     "not_a_dataset": (lambda d, ds, s: _json(d, [1, 2, 3]), ("neither a Karpathy split file",)),
     "missing_sentences": (
@@ -500,6 +540,18 @@ SCORE_CASES: dict[str, tuple[object, object, str, tuple[str, ...]]] = {
         "results",
         ("1 of 1 predicted images have no references", "image_id '\u00b2'"),
     ),
+    "results_nested_too_deeply": (
+        b"[" * 100_000 + b"]" * 100_000,
+        GOOD_REFERENCES,
+        "results",
+        ("nested more than 64 levels deep",),
+    ),
+    "references_nested_too_deeply": (
+        GOOD_RESULTS,
+        {"annotations": json.loads("[" * 70 + "]" * 70)},
+        "references",
+        ("nested more than 64 levels deep",),
+    ),
     "references_not_utf8": (GOOD_RESULTS, b"\xff\xfe\x00{", "references", ("not UTF-8 text",)),
     "references_without_captions": (
         GOOD_RESULTS,
@@ -541,3 +593,62 @@ def test_score_captions_cli(case: str, tmp_path: Path, capsys) -> None:
     code, out, err = run_cli(capsys, "score-captions", "--predictions", results, "--references", references)
     assert code == 1 and out == ""
     assert_one_error(err, "score-captions", str(named), *SCORE_CASES[case][3])
+
+
+# --- empty captions, bounded JSON ---------------------------------------------------------------
+
+
+def _with_empty_captions(tiny: TinyRun, folder: Path) -> Path:
+    """The tiny dataset with an empty second caption on every image and one image of empty captions."""
+    dataset = json.loads(tiny.annotations.read_text())
+    for image in dataset["images"]:
+        image["sentences"].insert(1, {"raw": " ", "tokens": []})
+    dataset["images"][0]["sentences"] = [{"raw": ""}, {"tokens": [], "raw": "\t"}]
+    return _json(folder, dataset)
+
+
+def test_empty_captions_are_skipped_and_reported(tiny_captioner, tmp_path, capsys) -> None:
+    annotations = _with_empty_captions(tiny_captioner, tmp_path)
+    records = load_caption_dataset(annotations, tiny_captioner.data)
+    assert all(record.tokens and all(record.tokens) for record in records)
+    n_images = len(json.loads(annotations.read_text())["images"])
+    assert len(records) == n_images - 1
+    expected = (
+        f"{annotations}: skipped {n_images + 1} empty captions (e.g. images[0].sentences[0]); "
+        "1 images had no other caption and are skipped"
+    )
+    assert error_lines(capsys.readouterr().err) == [expected]
+    # The CLI trains on the rest, names the file in one line, and exits 1 (inputs were skipped).
+    (tmp_path / "cli").mkdir()
+    annotations = _with_empty_captions(tiny_captioner, tmp_path / "cli")  # reported once per file
+    expected = expected.replace(str(tmp_path), str(tmp_path / "cli"))
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        tiny_captioner.config,
+        f"data.annotations={annotations}",
+        f"output_dir={out}",
+        "--quiet",
+    )
+    assert code == 1 and (out / "best.pt").is_file()
+    assert error_lines(err).count(expected) == 1
+    (tmp_path / "eval").mkdir()
+    annotations = _with_empty_captions(tiny_captioner, tmp_path / "eval")
+    expected = expected.replace(str(tmp_path / "cli"), str(tmp_path / "eval"))
+    code, _, err = run_cli(
+        capsys, "evaluate", "--checkpoint", out / "best.pt", "--quiet", f"data.annotations={annotations}"
+    )
+    assert code == 1 and error_lines(err).count(expected) == 1
+
+
+def test_json_files_are_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"images": ["x" * 100]}))
+    with pytest.raises(UserError, match=r"big\.json: larger than 64 bytes, the limit for JSON files$"):
+        read_json(path, max_bytes=64)
+    assert read_json(path, max_bytes=1000) == {"images": ["x" * 100]}
+    assert MAX_JSON_BYTES == 1 << 30 and MAX_JSON_DEPTH == 64  # as README says
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH)
+    assert read_json(nested) is not None  # the limit itself is fine

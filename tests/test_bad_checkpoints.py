@@ -16,6 +16,7 @@ from bad_inputs import make_good
 from tiny_models import TinyRun, assert_one_error, run_cli
 from video_fixtures import moving_square_frames, write_video
 
+from vision2seq import checkpoint
 from vision2seq.captioner import Captioner
 from vision2seq.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from vision2seq.classifier import VideoClassifier
@@ -45,6 +46,34 @@ def _other_zip(folder: Path, source: Path) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("readme.txt", "not weights")
     return path
+
+
+def _poisoned(folder: Path, source: Path, value: float) -> Path:
+    """The checkpoint with one weight tensor's first value replaced by ``value`` (NaN or inf)."""
+
+    def edit(payload: dict) -> None:
+        name = next(k for k, v in payload["model"].items() if v.is_floating_point() and v.numel())
+        payload["model"][name].view(-1)[0] = value
+
+    return _patched(source, folder / "poisoned.pt", edit)
+
+
+def _zip_bomb(folder: Path, source: Path) -> Path:
+    """A 20 kB zip declaring 20 MB inside (deflated zeros), in the layout of a torch checkpoint."""
+    path = folder / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("bomb/data/0", bytes(20_000_000))
+    return path
+
+
+def _folder(folder: Path, source: Path) -> Path:
+    (folder / "run").mkdir()
+    return folder / "run"
+
+
+def _extras(folder: Path, source: Path, **changes: object) -> Path:
+    return _patched(source, folder / "extras.pt", lambda p: p["extras"].update(changes))
 
 
 # name -> (writer(folder, a checkpoint of the right task) -> path, reason in the message)
@@ -77,6 +106,36 @@ CASES: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
         lambda d, src: _newer(src, d / "future.pt"),
         f"future.pt: checkpoint format version {FORMAT_VERSION + 1} is newer than this vision2seq supports "
         f"({FORMAT_VERSION}); upgrade vision2seq",
+    ),
+    "folder": (_folder, "run: is a folder, not a checkpoint file"),
+    "nan_weights": (
+        lambda d, src: _poisoned(d, src, float("nan")),
+        "poisoned.pt: weight '",
+    ),
+    "inf_weights": (
+        lambda d, src: _poisoned(d, src, float("inf")),
+        "holds NaN or infinite values (a diverged or damaged model); use an earlier checkpoint",
+    ),
+    "zip_bomb": (_zip_bomb, "bomb.pt: refused: the "),
+    "vocab_not_a_list": (
+        lambda d, src: _extras(d, src, vocab="<pad> <bos> <eos> <unk> a dog"),
+        "malformed",  # check_task or the vocabulary check, whichever runs first
+    ),
+    "vocab_without_specials": (
+        lambda d, src: _extras(d, src, vocab=["a", "dog"]),
+        "extras.pt: malformed vocabulary in the checkpoint: a vocabulary must start with <pad> <bos>",
+    ),
+    "vocab_word_twice": (
+        lambda d, src: _extras(d, src, vocab=["<pad>", "<bos>", "<eos>", "<unk>", "dog", "dog"]),
+        "malformed vocabulary in the checkpoint: a vocabulary cannot list a word twice ('dog')",
+    ),
+    "vocab_not_words": (
+        lambda d, src: _extras(d, src, vocab=["<pad>", "<bos>", "<eos>", "<unk>", 7]),
+        "malformed vocabulary in the checkpoint: a vocabulary holds non-empty words, not 7",
+    ),
+    "labels_twice": (
+        lambda d, src: _extras(d, src, labels=["left", "left"]),
+        "extras.pt: malformed class labels in the checkpoint (a name listed twice)",
     ),
     "damaged_layout": (
         lambda d, src: _patched(src, d / "no_extras.pt", lambda p: p.pop("extras")),
@@ -188,3 +247,44 @@ def test_weights_not_matching_the_config(command: str, request, tmp_path: Path, 
     code, _, err = run_cli(capsys, command, "--checkpoint", path, *_inputs(command, tmp_path))
     assert code == 1
     assert_one_error(err, command, str(path))
+
+
+def test_nan_message_names_the_tensor(tiny_captioner, tmp_path: Path) -> None:
+    path = _poisoned(tmp_path, tiny_captioner.checkpoint, float("nan"))
+    name = next(k for k, v in torch.load(path, weights_only=True)["model"].items() if v.isnan().any())
+    with pytest.raises(CheckpointError, match=f"weight '{name}' holds NaN"):
+        load_checkpoint(path)
+
+
+def test_zip_bomb_is_refused_from_the_zip_directory(tiny_captioner, tmp_path: Path, monkeypatch) -> None:
+    path = _zip_bomb(tmp_path, tiny_captioner.checkpoint)
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load was called on a zip bomb")
+
+    monkeypatch.setattr(torch, "load", never)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    size = path.stat().st_size
+    assert str(caught.value) == (
+        f"{path}: refused: the {size:,}-byte file declares 20,000,006 bytes inside (a zip bomb?); "
+        "torch.save writes checkpoints uncompressed"
+    )
+
+
+@pytest.mark.parametrize("command", ["caption", "evaluate"])
+def test_unreadable_checkpoint_is_permission_denied(command, tiny_captioner, tmp_path, capsys, monkeypatch):
+    # Permission bits do not stop root, so the refusal of the OS is simulated for this one file.
+    path = tmp_path / "locked.pt"
+    path.write_bytes(tiny_captioner.checkpoint.read_bytes())
+    real_open = open
+
+    def guarded(file, *args, **kwargs):
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "open", guarded, raising=False)
+    code, out, err = run_cli(capsys, command, "--checkpoint", path, *_inputs(command, tmp_path))
+    assert code == 1 and out == ""
+    assert_one_error(err, command, f"{path}: cannot read checkpoint: permission denied")

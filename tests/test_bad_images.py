@@ -66,6 +66,18 @@ def test_exif_orientation_is_applied(odd_files: dict[str, Path]) -> None:
     assert not (top_left[0] > 200 and top_left[1] < 80), top_left
 
 
+@pytest.mark.parametrize(
+    "case", ["png16", "tiff_float01", "tiff_float255", "tiff_int32_8bit", "tiff_int32_16bit"]
+)
+def test_deep_greyscale_ramps_are_scaled_not_clipped(case: str, odd_files: dict[str, Path]) -> None:
+    """A 0..max ramp in 16-bit, float32 or int32 greyscale decodes to a 0..255 ramp (not black or white)."""
+    pixels = np.asarray(load_image(odd_files[case])).astype(int)
+    assert (pixels == pixels[..., :1]).all()  # grey
+    row = pixels[0, :, 0]
+    assert row[0] <= 2 and row[-1] >= 253 and (np.diff(row) >= 0).all(), row
+    assert abs(row[len(row) // 2] - 128) < 8, row
+
+
 def test_odd_modes_keep_their_content(odd_files: dict[str, Path]) -> None:
     deep = np.asarray(load_image(odd_files["png16"])).astype(int)[..., 0]
     assert deep[:, 0].max() < 10 and deep[:, -1].min() > 245  # the 16-bit ramp is scaled, not clipped

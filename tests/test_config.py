@@ -1,8 +1,13 @@
+import dataclasses
+import re
+import typing
 from pathlib import Path
 
 import pytest
+from tiny_models import assert_one_error, run_cli
 
-from vision2seq.config import CaptioningConfig, ConfigError, VideoConfig, load_config
+from vision2seq.config import RANGES, SCHEMAS, CaptioningConfig, ConfigError, VideoConfig, load_config
+from vision2seq.yamlfiles import MAX_YAML_BYTES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -63,3 +68,152 @@ def test_task_selects_schema_and_bad_yaml_is_reported(tmp_path):
         load_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(None, ["train.epochs"])
+
+
+# --- duplicate keys, bounded YAML -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "task: captioning\ntrain:\n  epochs: 3\nmodel: {}\ntrain:\n  lr: 0.1\n",
+            "key 'train' is written twice (lines 2 and 5)",
+        ),
+        (
+            "train:\n  epochs: 3\n  batch_size: 4\n  epochs: 5\n",
+            "key 'epochs' is written twice (lines 2 and 4)",
+        ),
+        ("train: {epochs: 3, epochs: 4}\n", "key 'epochs' is written twice (line 1)"),
+    ],
+    ids=["section", "key", "flow"],
+)
+def test_a_key_written_twice_is_an_error(text, message, tmp_path, capsys):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}; keep one")):
+        load_config(path)
+    code, _, err = run_cli(capsys, "train", path)
+    assert code == 2
+    assert_one_error(err, "train", str(path), message)
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("train: &t {epochs: 2, lr: 0.1}\ngeneration: {beam_size: 2}\n")
+    assert load_config(path).train.epochs == 2
+    path.write_text("task: captioning\ntrain:\n  <<: {epochs: 2, lr: 0.1}\n  epochs: 3\n")
+    config = load_config(path)
+    assert (config.train.epochs, config.train.lr) == (3, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x" * (MAX_YAML_BYTES + 1), f"larger than {MAX_YAML_BYTES:,} bytes, not a config file"),
+        ("train: " + "[" * 5_000 + "]" * 5_000, "nested too deeply for a config"),
+        ("train: &a [*a]\n", "an alias refers to a value that contains it"),
+    ],
+    ids=["too_large", "too_deep", "recursive_alias"],
+)
+def test_yaml_bounds(text, message, tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        load_config(path)
+
+
+def test_config_path_that_is_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path}: is a folder, expected a YAML config file")):
+        load_config(tmp_path)
+
+
+# --- numeric ranges and contradictions ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=-1", "key 'train.epochs' must be >= 1, got -1"),
+        ("train.epochs=0", "key 'train.epochs' must be >= 1, got 0"),
+        ("train.batch_size=0", "key 'train.batch_size' must be >= 1, got 0"),
+        ("train.lr=nan", "key 'train.lr' must be a finite number, got 'nan'"),
+        ("train.lr=.inf", "key 'train.lr' must be a finite number, got inf"),
+        ("train.lr=1e999", "key 'train.lr' must be a finite number, got '1e999'"),
+        ("train.lr=0", "key 'train.lr' must be > 0, got 0.0"),
+        ("train.grad_clip=-1", "key 'train.grad_clip' must be >= 0 (0 or null disables clipping), got -1.0"),
+        ("train.num_workers=-1", "key 'train.num_workers' must be >= 0, got -1"),
+        ("model.decoder.dropout=1", "key 'model.decoder.dropout' must be in [0, 1), got 1.0"),
+        ("generation.beam_size=0", "key 'generation.beam_size' must be >= 1, got 0"),
+        ("generation.temperature=0", "key 'generation.temperature' must be > 0, got 0.0"),
+        ("seed=-1", "key 'seed' must be in [0, 4294967295], got -1"),
+        ("train.epochs=[1, 2, 3, 4, 5, 6, 7]", "key 'train.epochs' must be int, got [1, 2, 3, 4, ...]"),
+    ],
+)
+def test_out_of_range_values_name_the_key_and_the_range(override, message, capsys):
+    with pytest.raises(ConfigError, match=re.escape(f"config: {message}")):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.num_frames=0", "key 'data.num_frames' must be >= 1, got 0"),
+        ("data.val_fraction=1", "key 'data.val_fraction' must be in (0, 1), got 1.0"),
+        ("data.split=4", "key 'data.split' must be in [1, 3], got 4"),
+        ("model.temporal.dropout=-0.1", "key 'model.temporal.dropout' must be in [0, 1), got -0.1"),
+    ],
+)
+def test_out_of_range_video_values(override, message):
+    with pytest.raises(ConfigError, match=re.escape(f"config: {message}")):
+        load_config(None, ["task=video_classification", override])
+
+
+def _numeric_fields(cls: type, prefix: str = ""):
+    """(dotted key, schema class, field name, type) of every int/float field under ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from _numeric_fields(tp, f"{prefix}{f.name}.")
+            continue
+        base = {a for a in typing.get_args(tp) if a is not type(None)} or {tp}
+        if base & {int, float}:
+            yield prefix + f.name, cls, f.name, next(iter(base & {int, float}))
+
+
+@pytest.mark.parametrize("task", sorted(SCHEMAS))
+def test_every_numeric_key_has_a_range_that_is_enforced(task):
+    for key, cls, name, tp in _numeric_fields(SCHEMAS[task]):
+        bounds = RANGES.get(cls, {}).get(name)
+        assert bounds is not None, f"{key} has no range in config.RANGES"
+        step = 1 if tp is int else 0.5
+        outside = [] if bounds.low is None else [bounds.low if bounds.low_open else bounds.low - step]
+        outside += [] if bounds.high is None else [bounds.high if bounds.high_open else bounds.high + step]
+        for value in outside:
+            with pytest.raises(ConfigError, match=re.escape(f"key '{key}' must be {bounds.describe()}")):
+                load_config(None, [f"task={task}", f"{key}={tp(value)}"])
+        default = getattr(cls(), name)  # the defaults lie inside their ranges
+        load_config(None, [f"task={task}", f"{key}={'null' if default is None else default}"])
+
+
+def test_attention_decoder_needs_a_grid(capsys, tmp_path):
+    fix = "set model.encoder.output=grid, or model.decoder.kind=show_tell"
+    with pytest.raises(ConfigError, match=re.escape(fix)):
+        load_config(None, ["model.decoder.kind=attention", "model.encoder.output=pooled"])
+    config = load_config(None, ["model.decoder.kind=attention", "model.encoder.output=grid"])
+    assert config.model.decoder.kind == "attention"
+    code, _, err = run_cli(capsys, "train", CONFIGS / "coco_attention.yaml", "model.encoder.output=pooled")
+    assert code == 2
+    assert_one_error(err, "train", "model.decoder.kind 'attention' needs model.encoder.output 'grid'", fix)
+
+
+def test_resume_and_overwrite_contradict():
+    with pytest.raises(ConfigError, match=r"train\.resume and train\.overwrite contradict"):
+        load_config(None, ["train.resume=true", "train.overwrite=true"])
+
+
+def test_out_of_range_value_on_the_command_line_is_exit_2(capsys):
+    code, out, err = run_cli(capsys, "train", CONFIGS / "demo.yaml", "train.epochs=-1")
+    assert code == 2 and out == ""
+    assert_one_error(err, "train", "key 'train.epochs' must be >= 1, got -1")

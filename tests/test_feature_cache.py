@@ -1,17 +1,32 @@
 """The on-disk feature cache: built once, reused, invalidated by encoder/weights/image changes, and
 never read half-written."""
 
+import errno
+import hashlib
+import json
 import os
+import re
 import time
+import zlib
 
 import numpy as np
 import pytest
+import tiny_models
 import torch
 from PIL import Image
+from tiny_models import assert_one_error, run_cli
 
-from vision2seq.data.features import FeatureStore, cached_features, files_fingerprint, module_fingerprint
+from vision2seq.data.features import (
+    FeatureCacheError,
+    FeatureStore,
+    cached_features,
+    files_fingerprint,
+    module_fingerprint,
+)
 from vision2seq.data.images import ImageFiles, collate_good
 from vision2seq.models.encoder import ImageEncoder
+
+tiny_captioner = tiny_models.tiny_captioner
 
 
 @pytest.fixture
@@ -96,3 +111,227 @@ def test_interrupted_build_is_never_read(images, tmp_path):
     calls = []
     store = build(encoder, images, tmp_path / "cache", calls)
     assert sum(calls) == 5 and len(store) == 6
+
+
+# --- integrity: a cache damaged after it was built is never used --------------------------------
+
+
+def _built(images, root):
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet18", weights=None, image_size=32)
+    store = build(encoder, images, root, [])
+    expected = [store[store.rows[str(p)]].clone() for p in images[:5]]
+    return encoder, store, expected
+
+
+def _edit_rows(store: FeatureStore, edit) -> None:
+    """Apply ``edit`` to the rows of ``features.npy`` in place, as damage on disk would."""
+    array = np.load(store.directory / "features.npy", mmap_mode="r+")
+    edit(array)
+    array.flush()
+    del array
+
+
+def _zero(a):
+    a[2] = 0
+
+
+def _flip(a):
+    a.view(np.uint8).reshape(a.shape[0], -1)[1, 7] ^= 0x10
+
+
+def _shuffle(a):
+    a[[0, 1]] = a[[1, 0]]
+
+
+def _nan(a):
+    a[3, 5] = np.nan
+
+
+ROW_DAMAGE = {
+    "zeroed": (_zero, 2),
+    "bytes_flipped": (_flip, 1),
+    "rows_shuffled": (_shuffle, 0),
+    "nan": (_nan, 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROW_DAMAGE))
+def test_damaged_rows_are_refused_then_rebuilt(case, images, tmp_path):
+    encoder, store, expected = _built(images, tmp_path / "cache")
+    damage, row = ROW_DAMAGE[case]
+    _edit_rows(store, damage)
+    opened = FeatureStore(store.directory)  # sizes and metadata are intact: opening is cheap and passes
+    for good in {0, 1, 2, 3, 4} - {0, 1, row}:
+        torch.testing.assert_close(opened[good], expected[good])
+    with pytest.raises(FeatureCacheError) as caught:
+        opened[row]
+    assert str(caught.value) == (
+        f"{store.directory}: feature cache damaged (row {row} of features.npy does not match its checksum); "
+        "it will be rebuilt on the next run"
+    )
+    calls = []
+    rebuilt = build(encoder, images, tmp_path / "cache", calls)
+    assert sum(calls) == 5  # the marked cache was rebuilt from the images
+    for i in range(5):
+        torch.testing.assert_close(rebuilt[i], expected[i])
+
+
+def test_nan_built_into_a_row_is_refused(images, tmp_path):
+    """A row that passes its checksum but holds NaN (as if built so) is still never returned."""
+    _, store, _ = _built(images, tmp_path / "cache")
+    _edit_rows(store, _nan)
+    meta = json.loads((store.directory / "meta.json").read_text())
+    meta.pop("sha256")
+    meta["crc32"][3] = zlib.crc32(
+        (store.directory / "features.npy").read_bytes()[store._offset + 3 * store._row_bytes :][
+            : store._row_bytes
+        ]
+    )
+    meta["sha256"] = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+    (store.directory / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(FeatureCacheError, match=r"row 3 of features.npy holds NaN or infinite values"):
+        FeatureStore(store.directory)[3]
+
+
+def _truncate(d):
+    path = d / "features.npy"
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _extend(d):
+    with open(d / "features.npy", "ab") as f:
+        f.write(b"\0" * 64)
+
+
+def _garble_meta(d):
+    (d / "meta.json").write_bytes(b"\x00\xffnot json")
+
+
+def _edit_meta(d):  # valid JSON, different content: the digest no longer matches
+    text = (d / "meta.json").read_text()
+    (d / "meta.json").write_text(text.replace("im1.png", "im9.png"))
+
+
+def _old_version(d):
+    meta = json.loads((d / "meta.json").read_text())
+    (d / "meta.json").write_text(json.dumps({"keys": meta["keys"], "failed": meta["failed"]}))
+
+
+def _garble_header(d):
+    data = bytearray((d / "features.npy").read_bytes())
+    data[10:40] = b"#" * 30
+    (d / "features.npy").write_bytes(bytes(data))
+
+
+FILE_DAMAGE = {
+    "truncated": (_truncate, "features.npy is"),
+    "extended": (_extend, "features.npy is"),
+    "meta_garbled": (_garble_meta, "meta.json unreadable"),
+    "meta_edited": (_edit_meta, "meta.json does not match its checksum"),
+    "meta_of_an_older_version": (_old_version, None),
+    "npy_header_garbled": (_garble_header, "features.npy header unreadable"),
+    "meta_missing": (lambda d: (d / "meta.json").unlink(), "meta.json unreadable: FileNotFoundError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILE_DAMAGE))
+def test_damaged_files_are_detected_on_open_and_rebuilt(case, images, tmp_path, capsys):
+    encoder, store, expected = _built(images, tmp_path / "cache")
+    damage, reason = FILE_DAMAGE[case]
+    damage(store.directory)
+    start = f"{store.directory}: " + (
+        f"feature cache damaged ({reason}"
+        if reason
+        else "feature cache written by another vision2seq version (cache format 1, this one reads 2)"
+    )
+    with pytest.raises(FeatureCacheError, match=re.escape(start)):
+        FeatureStore(store.directory)
+    capsys.readouterr()
+    calls = []
+    rebuilt = build(encoder, images, tmp_path / "cache", calls)
+    assert sum(calls) == 5 and rebuilt.directory == store.directory
+    for i in range(5):
+        torch.testing.assert_close(rebuilt[i], expected[i])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].endswith("; rebuilding it"), err
+    assert err[0].startswith(start)
+
+
+def test_cache_folder_not_writable(images, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet18", weights=None, image_size=32)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    calls = []
+    with pytest.raises(
+        FeatureCacheError, match=re.escape(f"{blocker / 'cache'}: feature cache folder is not writable")
+    ):
+        build(encoder, images, blocker / "cache", calls)
+    assert calls == []  # refused before any image was encoded
+
+    def refuse(*args, **kwargs):  # permission bits do not stop root: the OS's refusal is simulated
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", refuse)
+    with pytest.raises(
+        FeatureCacheError,
+        match=re.escape(
+            f"{tmp_path / 'ro'}: feature cache folder is not writable (permission denied); set data.cache_dir"
+        ),
+    ):
+        build(encoder, images, tmp_path / "ro", calls)
+    assert calls == []
+
+
+def test_evaluate_with_a_damaged_cache_exits_1_then_rebuilds(tiny_captioner, tmp_path, capsys):
+    args = ["evaluate", "--checkpoint", tiny_captioner.checkpoint, "--json", "--quiet"]
+    args.append(f"data.cache_dir={tmp_path / 'cache'}")
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0  # the missing image the tiny dataset lists is in its train split
+    scores = json.loads(out)
+    (directory,) = (meta.parent for meta in (tmp_path / "cache").rglob("meta.json"))
+    store = FeatureStore(directory)
+    _edit_rows(store, lambda a: a.__setitem__(slice(None), 0))  # every row zeroed
+    code, out, err = run_cli(capsys, *args)
+    assert code == 1 and out == ""
+    assert_one_error(
+        err, "evaluate", f"{directory}: feature cache damaged (row ", "it will be rebuilt on the next run"
+    )
+    code, out, err = run_cli(capsys, *args)
+    assert json.loads(out) == scores
+    assert (
+        f"{directory}: feature cache damaged (marked by an earlier run: row " in err
+        and "rebuilding it" in err
+    )
+
+
+def test_non_finite_features_are_never_cached(images, tmp_path):
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet18", weights=None, image_size=32)
+    reported = []
+
+    def poisoned(x):  # the encoder returns NaN for the first image of every batch
+        out = encoder(x)
+        out[0] = float("nan")
+        return out
+
+    fingerprint = module_fingerprint(encoder, "nan", files_fingerprint(images))
+    store = cached_features(
+        tmp_path / "cache",
+        fingerprint,
+        [str(p) for p in images],
+        ImageFiles(images, encoder.preprocessing.transform()),
+        collate_good,
+        poisoned,
+        (encoder.feature_dim,),
+        batch_size=2,
+        num_workers=0,
+        report=reported.append,
+    )
+    nan_items = [str(images[i]) for i in (0, 2, 4)]  # first of each batch of 2
+    for key in nan_items:
+        assert store.failed[key] == f"{key}: the encoder produced NaN or infinite features"
+        assert store.failed[key] in reported
+    for key in (str(images[1]), str(images[3])):
+        assert torch.isfinite(store[store.rows[key]]).all()

@@ -6,6 +6,10 @@
 * Annotation and split-list parsers: random well-formed files parse to the right counts; random garbage
   raises ``UserError`` and never another exception.
 * Frame samplers: indices always valid, sorted and as many as requested, in every mode.
+* Configs: any YAML text and override raises ``ConfigError`` (one short line) or loads; JSON nested
+  past ``MAX_JSON_DEPTH`` is one line, never a RecursionError.
+* Feature caches: with any bytes flipped or cut off, a row read is the original or a
+  ``FeatureCacheError``, never wrong values.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vision2seq.config import ConfigError, load_config
 from vision2seq.data.captions import load_caption_dataset, select_split
+from vision2seq.data.features import FeatureCacheError, FeatureStore, write_meta
 from vision2seq.data.sampling import sample_clip_indices, sample_multi_clip_indices
 from vision2seq.data.tokenizer import detokenize, tokenize
 from vision2seq.data.video_datasets import parse_csv, parse_hmdb51, parse_ucf101
@@ -34,6 +40,7 @@ from vision2seq.evaluation.coco_files import (
     load_coco_results,
     load_karpathy_references,
 )
+from vision2seq.jsonfiles import MAX_JSON_DEPTH, read_json
 
 FUZZ = settings(max_examples=150, deadline=None, database=None)
 FILES = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -126,18 +133,28 @@ karpathy_image = st.fixed_dictionaries(
 )
 
 
+def _image_id(image: dict) -> str:
+    return str(image.get("cocoid", str(Path(image.get("filepath", "")) / image["filename"])))
+
+
+def _has_words(sentence: dict) -> bool:
+    return bool(tokenize(sentence["raw"])) if "raw" in sentence else bool(sentence["tokens"])
+
+
 @FILES
-@given(images=st.lists(karpathy_image, max_size=12))
+@given(images=st.lists(karpathy_image, max_size=12, unique_by=_image_id))
 def test_well_formed_karpathy_files_parse_to_the_right_counts(images) -> None:
     with _scratch() as tmp:
         path = Path(tmp) / "dataset.json"
         path.write_text(json.dumps({"images": images}))
         records = load_caption_dataset(path, Path(tmp) / "images")
+    images = [im for im in images if any(_has_words(s) for s in im["sentences"])]  # the rest are skipped
     assert len(records) == len(images)
     for split in ("train", "val", "restval"):
         assert len(select_split(records, split)) == sum(im["split"] == split for im in images)
     for record, image in zip(records, images, strict=True):
-        assert len(record.captions) == len(record.tokens) == len(image["sentences"])
+        assert len(record.captions) == len(record.tokens) == sum(map(_has_words, image["sentences"]))
+        assert all(record.tokens)
         assert record.path.name == image["filename"] and record.split == image["split"]
         assert record.path.is_relative_to(Path(tmp) / "images")
 
@@ -160,8 +177,10 @@ def test_well_formed_coco_files_parse_to_the_right_counts(captions, unannotated)
         path.write_text(json.dumps(data))
         records = load_caption_dataset(path, tmp)
         references = load_coco_references(path) if captions else {}
-    assert len(records) == len(captions)  # images without captions are not records
-    assert {r.key: r.captions for r in records} == {str(i): caps for i, caps in captions.items()}
+    with_words = {str(i): [c for c in caps if tokenize(c)] for i, caps in captions.items()}
+    with_words = {i: caps for i, caps in with_words.items() if caps}
+    # Images without captions (or with empty ones only) are not records.
+    assert {r.key: r.captions for r in records} == with_words
     assert references == captions
 
 
@@ -383,3 +402,106 @@ def test_samplers_refuse_non_positive_counts(num_frames, count, mode) -> None:
         sample_clip_indices(num_frames, count, mode)
     with pytest.raises(ValueError):
         sample_multi_clip_indices(num_frames, 2, count, mode)
+
+
+# --- configs, JSON nesting, damaged feature caches ------------------------------------------------
+
+yaml_text = st.one_of(
+    st.text(alphabet=st.sampled_from("abt:-[]{},&*!|>'\"#\n 0123456789.xyz_"), max_size=120),
+    st.lists(
+        st.sampled_from(
+            [
+                "task: captioning",
+                "task: video_classification",
+                "train:",
+                "  epochs: 3",
+                "  epochs: -1",
+                "  lr: .nan",
+                "  batch_size: 0",
+                "model: {decoder: {kind: attention}}",
+                "data: &d {num_frames: 0}",
+                "generation: *d",
+                "x: &x [*x]",
+                "train: {epochs: 2, epochs: 3}",
+                "<<: {seed: 1}",
+                "seed: 99999999999999999999999",
+            ]
+        ),
+        max_size=8,
+    ).map("\n".join),
+)
+
+
+@FUZZ
+@given(text=yaml_text, override=st.text(max_size=30))
+def test_config_text_raises_config_errors_only(text, override) -> None:
+    with _scratch() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(text)
+        for overrides in ([], [override], [f"train.lr={override}"]):
+            try:
+                load_config(path, overrides)
+            except ConfigError as exc:
+                assert "\n" not in str(exc) and len(str(exc)) < 400
+
+
+@FUZZ
+@given(depth=st.integers(1, 3000), kind=st.sampled_from(["[]", "{}"]))
+def test_nested_json_is_read_or_refused_in_one_line(depth, kind) -> None:
+    opening, closing = ('{"a": ', "}") if kind == "{}" else ("[", "]")
+    with _scratch() as tmp:
+        path = Path(tmp) / "nested.json"
+        path.write_text(opening * depth + "1" + closing * depth)
+        if depth <= MAX_JSON_DEPTH:
+            assert read_json(path) is not None
+        else:
+            with pytest.raises(UserError, match=r"nested more than 64 levels deep"):
+                read_json(path)
+
+
+def _synthetic_cache(directory: Path, rows: int = 6, shape: tuple[int, ...] = (3, 4)) -> np.ndarray:
+    directory.mkdir()
+    values = np.random.default_rng(0).standard_normal((rows, *shape)).astype(np.float16)
+    array = np.lib.format.open_memmap(
+        directory / "features.npy", mode="w+", dtype=np.float16, shape=values.shape
+    )
+    array[:] = values
+    array.flush()
+    del array
+    write_meta(directory, [f"item{i}" for i in range(rows)], {})
+    return values
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(
+    damage=st.lists(
+        st.tuples(st.sampled_from(["features.npy", "meta.json"]), st.floats(0, 1), st.integers(1, 255)),
+        min_size=1,
+        max_size=4,
+    ),
+    cut=st.none() | st.tuples(st.sampled_from(["features.npy", "meta.json"]), st.floats(0, 1)),
+)
+def test_a_damaged_feature_cache_never_returns_wrong_rows(damage, cut) -> None:
+    """Whatever bytes are flipped (or cut off), every row read is the original or a FeatureCacheError."""
+    with _scratch() as tmp:
+        directory = Path(tmp) / "cache"
+        original = _synthetic_cache(directory)
+        for name, where, mask in damage:
+            data = bytearray((directory / name).read_bytes())
+            data[int(where * (len(data) - 1))] ^= mask
+            (directory / name).write_bytes(bytes(data))
+        if cut is not None:
+            data = (directory / cut[0]).read_bytes()
+            (directory / cut[0]).write_bytes(data[: int(cut[1] * len(data))])
+        try:
+            store = FeatureStore(directory)
+        except FeatureCacheError as exc:
+            assert "\n" not in str(exc) and str(directory) in str(exc)
+            return
+        for row in range(len(original)):
+            try:
+                values = store[row].numpy()
+            except FeatureCacheError as exc:
+                assert str(directory) in str(exc)
+                continue
+            np.testing.assert_array_equal(values, original[row].astype(np.float32))

@@ -209,17 +209,33 @@ def test_yaml_python_tags_are_refused(tag: str, tiny_captioner, tmp_path, capsys
     assert not marker.exists()
 
 
-def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
-    """Nine levels of nine aliases ("billion laughs") stop at the first wrong value, never expanded."""
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path, capsys) -> None:
+    """Nine levels of nine aliases ("billion laughs", 10⁹ values) are counted, never expanded or printed,
+    wherever they are used: under a list key, a scalar key, an unknown key, or a command-line override."""
     lines = ["task: captioning", "x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     lines += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, 10)]
     config = tmp_path / "laughs.yaml"
-    for tail in ("data: {train_splits: *x9}", ""):
+    refused = "laughs.yaml: expands to more than 100,000 values (an alias bomb?)"
+    for tail in ("data: {train_splits: *x9}", "train: {epochs: *x9}", ""):
         config.write_text("\n".join([*lines, tail]) + "\n")
         start = time.perf_counter()
-        with pytest.raises(ConfigError, match=r"train_splits|unknown key 'x0'"):
+        with pytest.raises(ConfigError, match=r"expands to more than 100,000 values") as caught:
             load_config(config)
         assert time.perf_counter() - start < 2.0
+        assert len(str(caught.value)) < 200
+        code, _, err = run_cli(capsys, "train", config)
+        assert code == 2
+        assert_one_error(err, "train", str(config), refused)
+    with pytest.raises(ConfigError, match=r"override 'train.epochs': expands to more than"):
+        load_config(None, ["train.epochs=" + _alias_bomb()])
+
+
+def _alias_bomb() -> str:
+    """A one-line YAML flow value with 10⁹ values once its aliases are expanded."""
+    text = "&x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"
+    for i in range(1, 10):
+        text = f"[{text}, &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]]"
+    return text
 
 
 # --- only the documented image and video formats --------------------------------------------------

@@ -43,17 +43,35 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     (state dict) and, for resuming, ``optimizer``, ``scheduler``, ``epoch``, ``step``, ``rng``, ... .
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save({"format_version": FORMAT_VERSION, **payload}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        failure = _os_error(exc) if isinstance(exc, Exception) else None
+        if failure is None:
+            raise
+        # A full disk or a read-only folder is the user's to fix: one line, not torch's chained tracebacks.
+        reason = os.strerror(failure.errno).lower() if failure.errno else str(failure)
+        kept = " (the previous file is kept)" if path.exists() else ""
+        raise CheckpointError(f"{path}: cannot save checkpoint: {reason}{kept}") from None
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The ``OSError`` with an errno behind ``exc`` (torch may wrap it, or raise while handling it)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -86,9 +104,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointError: missing/truncated file, content that would run code, a newer format.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (give the .pt file inside it)")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    if path.stat().st_size == 0:
+    size = _readable_size(path)
+    if size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     if not zipfile.is_zipfile(path):
         # Checkpoints are the zip archives torch.save writes; torch's legacy raw-pickle format is never
@@ -96,6 +117,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated or corrupt?): not a torch.save zip archive"
         )
+    _check_declared_size(path, size)
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
             warnings.simplefilter("ignore")
@@ -132,7 +154,64 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: checkpoint format version {version} is newer than this vision2seq supports "
             f"({FORMAT_VERSION}); upgrade vision2seq"
         )
+    _check_content(path, payload)
     return payload
+
+
+MAX_ZIP_RATIO = 10
+"""A checkpoint may declare at most this many times its own size inside (``torch.save`` stores its
+entries uncompressed, so a real one declares about its size)."""
+ZIP_SLACK = 1 << 20
+
+
+def _readable_size(path: Path) -> int:
+    """The file's size, after checking that it can be opened: a file we may not read is "permission
+    denied", not "corrupt" (``zipfile.is_zipfile`` would hide why it failed)."""
+    try:
+        with open(path, "rb") as f:
+            return os.fstat(f.fileno()).st_size
+    except PermissionError:
+        raise CheckpointError(f"{path}: cannot read checkpoint: permission denied") from None
+    except OSError as exc:
+        raise CheckpointError(
+            f"{path}: cannot read checkpoint: {_one_line(exc.strerror or str(exc))}"
+        ) from None
+
+
+def _check_declared_size(path: Path, size: int) -> None:
+    """Refuse a zip bomb from its directory alone, before ``torch.load`` allocates what it declares."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {_one_line(str(exc) or 'bad zip')}"
+        ) from None
+    if declared > MAX_ZIP_RATIO * size + ZIP_SLACK:
+        raise CheckpointError(
+            f"{path}: refused: the {size:,}-byte file declares {declared:,} bytes inside (a zip bomb?); "
+            "torch.save writes checkpoints uncompressed"
+        )
+
+
+def _check_content(path: Path, payload: dict[str, Any]) -> None:
+    """Weights that are all finite (what a task needs from ``extras`` is ``tasks.checkpoint_task``'s check).
+
+    Raises:
+        CheckpointError: a NaN/inf weight (names the first tensor).
+    """
+    model = payload.get("model")
+    if isinstance(model, dict):
+        for name, tensor in model.items():
+            if (
+                isinstance(tensor, torch.Tensor)
+                and tensor.is_floating_point()
+                and not tensor.isfinite().all()
+            ):
+                raise CheckpointError(
+                    f"{path}: weight {name!r} holds NaN or infinite values (a diverged or damaged model); "
+                    "use an earlier checkpoint"
+                )
 
 
 def restore_model(path: str | Path, build: Callable[[], nn.Module], state: dict[str, Any]) -> nn.Module:

@@ -7,7 +7,10 @@ Unknown keys and values of the wrong type raise ``ConfigError`` naming the key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from vision2seq.errors import UserError
+from vision2seq.yamlfiles import YamlRefused, parse_yaml, read_yaml
 
 
 class ConfigError(UserError):
@@ -62,7 +66,7 @@ class TrainConfig:
     lr_step_epochs: int = 5
     lr_gamma: float = 0.5
     grad_clip: float | None = 5.0
-    """Clip the gradient norm to this value; null disables clipping."""
+    """Clip the gradient norm to this value; null (or 0) disables clipping."""
     amp: Literal["none", "bf16", "fp16"] = "none"
     """Mixed precision on CUDA (ignored on the CPU)."""
     early_stopping_patience: int = 0
@@ -82,6 +86,9 @@ class TrainConfig:
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     resume: bool = False
     """Resume from ``output_dir/last.pt`` (same as ``vision2seq train --resume``)."""
+    overwrite: bool = False
+    """Delete another run's files in ``output_dir`` (best.pt, last.pt, metrics.csv, tensorboard/) and start
+    afresh; without it (or ``resume``) a folder holding a run is refused."""
     skip_nonfinite: bool = False
     """Skip a batch whose loss is NaN/inf (reported on stderr) instead of stopping the run."""
     checkpoint_every: int = 0
@@ -236,6 +243,126 @@ SCHEMAS: dict[str, type] = {"captioning": CaptioningConfig, "video_classificatio
 
 
 # --------------------------------------------------------------------------------------------------
+# Ranges of the numeric keys, checked when a config is read (the message gives the range)
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric key: ``low <= v`` (``low < v`` when ``low_open``), likewise ``high``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+    """Appended to the message, e.g. how to switch the feature off."""
+
+    def check(self, value: float, key: str, source: str) -> None:
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        if not (low_ok and high_ok):
+            note = f" ({self.note})" if self.note else ""
+            raise ConfigError(f"{source}: key '{key}' must be {self.describe()}{note}, got {_short(value)}")
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {_number(self.low)}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {_number(self.high)}"
+        return (
+            f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}"
+            f"{')' if self.high_open else ']'}"
+        )
+
+
+def _number(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else str(value)
+
+
+POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = Range(1), Range(0), Range(0, low_open=True), Range(0)
+FRACTION = Range(0, 1, high_open=True)
+"""A probability such as dropout: 0 up to, not including, 1."""
+
+RANGES: dict[type, dict[str, Range]] = {
+    EncoderConfig: {"lr": NON_NEGATIVE, "image_size": POSITIVE_INT},
+    TrainConfig: {
+        "epochs": POSITIVE_INT,
+        "batch_size": POSITIVE_INT,
+        "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE,
+        "momentum": Range(0, 1),
+        "warmup_steps": COUNT,
+        "lr_step_epochs": POSITIVE_INT,
+        "lr_gamma": Range(0, 1, low_open=True),
+        "grad_clip": Range(0, note="0 or null disables clipping"),
+        "early_stopping_patience": COUNT,
+        "val_every": POSITIVE_INT,
+        "num_workers": COUNT,
+        "checkpoint_every": COUNT,
+        "max_steps": POSITIVE_INT,
+    },
+    GenerationConfig: {
+        "beam_size": POSITIVE_INT,
+        "max_len": POSITIVE_INT,
+        "length_penalty": NON_NEGATIVE,
+        "temperature": POSITIVE,
+        "top_k": COUNT,
+    },
+    CaptionDataConfig: {
+        "min_word_freq": POSITIVE_INT,
+        "max_caption_len": POSITIVE_INT,
+        "max_val_images": POSITIVE_INT,
+    },
+    CaptionDecoderConfig: {
+        "embed_dim": POSITIVE_INT,
+        "hidden_dim": POSITIVE_INT,
+        "attention_dim": POSITIVE_INT,
+        "num_layers": POSITIVE_INT,
+        "dropout": FRACTION,
+        "alpha_c": NON_NEGATIVE,
+    },
+    CaptioningConfig: {"seed": Range(0, 2**32 - 1)},  # NumPy's seed range
+    VideoDataConfig: {
+        "split": Range(1, 3),
+        "val_fraction": Range(0, 1, low_open=True, high_open=True),
+        "num_frames": POSITIVE_INT,
+        "frame_stride": POSITIVE_INT,
+        "test_clips": POSITIVE_INT,
+        "cache_frames": POSITIVE_INT,
+    },
+    TemporalConfig: {"hidden_dim": POSITIVE_INT, "num_layers": POSITIVE_INT, "dropout": FRACTION},
+    VideoConfig: {"seed": Range(0, 2**32 - 1)},
+}
+"""Every int/float key of every schema (``tests/test_config.py`` checks that none is missing)."""
+
+
+def check_consistency(config: ExperimentConfig, source: str = "config") -> None:
+    """Refuse settings that contradict each other, naming the fix (``load_config`` runs this; configs
+    stored in checkpoints are not re-judged by rules newer than they are).
+
+    Raises:
+        ConfigError: an attention decoder over pooled features (one position to attend to), or
+            ``train.resume`` together with ``train.overwrite``.
+    """
+    model = config.model
+    if (
+        isinstance(model, CaptionModelConfig)
+        and model.decoder.kind == "attention"
+        and model.encoder.output != "grid"
+    ):
+        raise ConfigError(
+            f"{source}: model.decoder.kind 'attention' needs model.encoder.output 'grid' (pooled "
+            "features leave one position to attend to); set model.encoder.output=grid, or "
+            "model.decoder.kind=show_tell"
+        )
+    if config.train.resume and config.train.overwrite:
+        raise ConfigError(
+            f"{source}: train.resume and train.overwrite contradict each other (continue the run in "
+            "output_dir, or delete it); set one of them to false"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
 # Loading, overriding, checking
 
 
@@ -250,11 +377,15 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if path is not None:
         path = Path(path)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = read_yaml(path)
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, expected a YAML config file") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc})") from None
+            raise ConfigError(f"{path}: cannot read config ({_one_line(exc)})") from None
+        except YamlRefused as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML ({_one_line(exc)})") from None
         if loaded is None:
@@ -264,14 +395,17 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raw = loaded
     for item in overrides:
         apply_override(raw, item)
-    return config_from_dict(raw, source=str(path) if path else "config")
+    config = config_from_dict(raw, source=str(path) if path else "config")
+    # Only for experiments being set up: a checkpoint trained before a rule existed still loads.
+    check_consistency(config, str(path) if path else "config")
+    return config
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
     """Build a checked config from a plain dict (as stored in checkpoints)."""
     task = raw.get("task", "captioning")
-    if task not in SCHEMAS:
-        raise ConfigError(f"{source}: key 'task' must be one of {sorted(SCHEMAS)}, got {task!r}")
+    if not isinstance(task, str) or task not in SCHEMAS:
+        raise ConfigError(f"{source}: key 'task' must be one of {sorted(SCHEMAS)}, got {_short(task)}")
     return _build(SCHEMAS[task], raw, prefix="", source=source)
 
 
@@ -302,7 +436,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=3")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml(text) if text.strip() else None
+    except YamlRefused as exc:
+        raise ConfigError(f"override {key!r}: {exc}") from None
     except yaml.YAMLError:
         value = text
     node = raw
@@ -327,6 +463,9 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     kwargs = {}
     for name in names & set(raw):
         kwargs[name] = _check(hints[name], raw[name], prefix + name, source)
+        bounds = RANGES.get(cls, {}).get(name)
+        if bounds is not None and kwargs[name] is not None:
+            bounds.check(kwargs[name], prefix + name, source)
     return cls(**kwargs)
 
 
@@ -349,11 +488,11 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{source}: key '{key}' must be one of {allowed}, got {value!r}")
+            raise ConfigError(f"{source}: key '{key}' must be one of {allowed}, got {_short(value)}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{source}: key '{key}' must be a list, got {value!r}")
+            raise ConfigError(f"{source}: key '{key}' must be a list, got {_short(value)}")
         return [_check(args[0], v, key, source) for v in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -362,13 +501,16 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value) if abs(value) < 1e308 else math.inf  # float(10**400) would raise
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{source}: key '{key}' must be a finite number, got {_short(value)}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -376,8 +518,17 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
             return str(value)  # e.g. trainable_from: 6 (a stage index)
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported config type {tp!r} for {key}")
-    raise ConfigError(f"{source}: key '{key}' must be {tp.__name__}, got {value!r}")
+    raise ConfigError(f"{source}: key '{key}' must be {tp.__name__}, got {_short(value)}")
 
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 2, 4, 4, 40, 40
+
+
+def _short(value: Any) -> str:
+    """A bounded repr: a value from an alias bomb is never formatted in full."""
+    return " ".join(_repr.repr(value).split())

@@ -28,6 +28,7 @@ from vision2seq.config import ExperimentConfig, TrainConfig, config_to_dict
 from vision2seq.distributed import SINGLE, DistContext, resolve_device
 from vision2seq.errors import UserError, report
 from vision2seq.optim import build_optimizer, build_scheduler
+from vision2seq.run_dir import claim_output_dir
 from vision2seq.run_log import log_epoch, tensorboard_writer
 
 
@@ -188,8 +189,26 @@ def fit(
 
     Under torchrun (``dist.enabled``) the model is wrapped in DistributedDataParallel, each rank trains on
     its shard of every global batch, validation predictions are gathered to compute the metrics once,
-    and only rank 0 writes files and shows progress.
+    and only rank 0 writes files and shows progress. ``output_dir`` is locked for the whole run and
+    another run's files in it are refused (see ``run_dir.claim_output_dir``).
     """
+    resume = resume or config.train.resume
+    claim = claim_output_dir(config.output_dir, resume, config.train.overwrite, lock=dist.is_main)
+    with claim:
+        return _fit(task, model, train_loader, val_loader, config, resume, progress, dist, device)
+
+
+def _fit(
+    task: Task,
+    model: nn.Module,
+    train_loader: Any,
+    val_loader: Iterable,
+    config: ExperimentConfig,
+    resume: bool,
+    progress: bool,
+    dist: DistContext,
+    device: torch.device | None,
+) -> FitResult:
     cfg: TrainConfig = config.train
     out = Path(config.output_dir)
     device = device or resolve_device(cfg.device)
@@ -201,15 +220,8 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     trainer = _Trainer(task, model, _wrap_ddp(model, device, dist), optimizer, scheduler, scaler, cfg, device)
     monitor = cfg.monitor or task.monitor
-    run = _resume(trainer, out, dist) if resume or cfg.resume else _Run()
-    if not (resume or cfg.resume) and (out / "last.pt").exists():
-        raise UserError(
-            f"{out}: holds an earlier run (last.pt); pass --resume to continue it, "
-            "or choose another output_dir"
-        )
+    run = _resume(trainer, out, dist) if resume else _Run()
     dist.barrier()  # nobody writes into output_dir before everybody has read last.pt
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     writer = tensorboard_writer(out) if dist.is_main else None
     show = progress and dist.is_main
 

@@ -4,17 +4,22 @@ Karpathy files (``dataset_flickr8k.json``, ``dataset_flickr30k.json``, ``dataset
 split: ``{"images": [{"filename", "filepath"?, "split", "sentences": [{"raw", "tokens"}]}]}``.
 COCO files (``captions_train2014.json``) hold one split each: ``{"images": [{"id", "file_name"}],
 "annotations": [{"image_id", "caption"}]}``; the validation file comes from ``data.val_annotations``.
+
+Two images with the same id are an error (one of them would silently vanish from evaluation). Captions
+without a word are skipped and reported once per file (an image left without captions is skipped
+too), so training never learns empty sentences and no image is scored against an empty reference.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vision2seq import jsonfiles
 from vision2seq.data.tokenizer import tokenize
-from vision2seq.errors import UserError
+from vision2seq.errors import UserError, report
 
 
 class AnnotationError(UserError):
@@ -149,8 +154,53 @@ def _image_key(value: Any, source: Path, where: str, name: str) -> str:
     return str(value)
 
 
+class _EmptyCaptions:
+    """Counts captions with no words (and images left with none), reported once per file."""
+
+    def __init__(self, source: Path) -> None:
+        self.source, self.captions, self.images, self.first = source, 0, 0, ""
+
+    def keep(self, captions: list[str], where: list[str]) -> tuple[list[str], list[list[str]]]:
+        """The captions that have words, and their tokens; empty ones are counted."""
+        tokens = [tokenize(c) for c in captions]
+        kept = [(c, t) for c, t in zip(captions, tokens, strict=True) if t]
+        if len(kept) < len(captions):
+            self.first = self.first or where[next(i for i, t in enumerate(tokens) if not t)]
+            self.captions += len(captions) - len(kept)
+            self.images += not kept
+        return [c for c, _ in kept], [t for _, t in kept]
+
+    def report(self) -> None:
+        if not self.captions:
+            return
+        lost = f"; {self.images} images had no other caption and are skipped" if self.images else ""
+        message = f"{self.source}: skipped {self.captions} empty captions (e.g. {self.first}){lost}"
+        try:  # once per file version: `train` reads the file once per split
+            st = os.stat(self.source)
+            seen = (str(Path(self.source).resolve()), st.st_size, st.st_mtime_ns, message)
+        except OSError:
+            seen = None
+        if seen is None or seen not in _reported:
+            _reported.add(seen)
+            report(message)
+
+
+_reported: set[tuple[str, int, int, str] | None] = set()
+
+
+def _check_unique(keys: dict[str, str], key: str, where: str, source: Path, name: str) -> None:
+    """Refuse a second image with the same id: one of the two would be dropped from evaluation."""
+    if key in keys:
+        raise AnnotationError(
+            f"{source}: {where} has the same {name} {key!r} as {keys[key]}; every image needs its own id"
+        )
+    keys[key] = where
+
+
 def _parse_karpathy(data: dict[str, Any], source: Path, root: Path) -> list[CaptionedImage]:
     records = []
+    keys: dict[str, str] = {}
+    empty = _EmptyCaptions(source)
     for n, image in enumerate(_entries(data, "images", source)):
         where = f"images[{n}]"
         filename = _text(image, "filename", source, where)
@@ -161,14 +211,14 @@ def _parse_karpathy(data: dict[str, Any], source: Path, root: Path) -> list[Capt
             raise AnnotationError(f"{source}: {where} needs a non-empty 'sentences' list")
         captions = [_sentence_text(s, source, f"{where}.sentences[{j}]") for j, s in enumerate(sentences)]
         relative = str(Path(filepath) / filename)
-        if "cocoid" in image:
-            key = _image_key(image["cocoid"], source, where, "cocoid")
-        elif "imgid" in image:
-            key = _image_key(image["imgid"], source, where, "imgid")
-        else:
-            key = relative
+        id_name = next((name for name in ("cocoid", "imgid") if name in image), None)
+        key = _image_key(image[id_name], source, where, id_name) if id_name else relative
+        _check_unique(keys, key, where, source, id_name or "file")
         path = safe_join(root, relative, source)
-        records.append(CaptionedImage(key, path, captions, [tokenize(c) for c in captions], split))
+        captions, tokens = empty.keep(captions, [f"{where}.sentences[{j}]" for j in range(len(captions))])
+        if captions:
+            records.append(CaptionedImage(key, path, captions, tokens, split))
+    empty.report()
     return records
 
 
@@ -176,13 +226,15 @@ def _parse_coco(data: Any, source: Path, root: Path, split: str) -> list[Caption
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise AnnotationError(f"{source}: a COCO captions file needs top-level 'images' and 'annotations'")
     files: dict[int | str, str] = {}
+    keys: dict[str, str] = {}
     for n, img in enumerate(_entries(data, "images", source)):
         where = f"images[{n}]"
         if "id" not in img:
             raise AnnotationError(f"{source}: {where} has no 'id'")
-        _image_key(img["id"], source, where, "id")
+        _check_unique(keys, _image_key(img["id"], source, where, "id"), where, source, "id")
         files[img["id"]] = _text(img, "file_name", source, where)
     by_image: dict[int | str, list[str]] = {}
+    where_caption: dict[int | str, list[str]] = {}
     for n, ann in enumerate(_entries(data, "annotations", source)):
         where = f"annotations[{n}]"
         if "image_id" not in ann:
@@ -192,13 +244,18 @@ def _parse_coco(data: Any, source: Path, root: Path, split: str) -> list[Caption
         if not isinstance(caption, str):
             raise AnnotationError(f"{source}: {where} needs a 'caption' string, got {_short(caption)}")
         by_image.setdefault(ann["image_id"], []).append(caption)
+        where_caption.setdefault(ann["image_id"], []).append(where)
     unknown = set(by_image) - set(files)
     if unknown:
         raise AnnotationError(
             f"{source}: {len(unknown)} annotations refer to unknown image ids, "
             f"e.g. {sorted(unknown, key=str)[0]}"
         )
-    return [
-        CaptionedImage(str(i), safe_join(root, files[i], source), caps, [tokenize(c) for c in caps], split)
-        for i, caps in by_image.items()
-    ]
+    records = []
+    empty = _EmptyCaptions(source)
+    for i, caps in by_image.items():
+        caps, tokens = empty.keep(caps, where_caption[i])
+        if caps:
+            records.append(CaptionedImage(str(i), safe_join(root, files[i], source), caps, tokens, split))
+    empty.report()
+    return records

@@ -1,10 +1,19 @@
-"""On-disk feature cache for a frozen encoder: computed once, read row by row, never read half-written.
+"""On-disk feature cache for a frozen encoder: computed once, read row by row, never read half-written
+or damaged.
 
 A cache lives in ``<root>/<fingerprint>/``: ``features.npy`` (float16, one row per item) and
-``meta.json`` (item keys, failed items). The fingerprint hashes the encoder's weights, its
-preprocessing and output mode, and every input file's path, size and modification time, so a change to
-any of them selects a new cache. A cache is built in a temporary folder and renamed into place only
-when complete, so an interrupted build is simply rebuilt next time.
+``meta.json`` (item keys, failed items, the array's shape and a CRC-32 per row, plus a SHA-256 of all
+that). The fingerprint hashes the encoder's weights, its preprocessing and output mode, and every input
+file's path, size and modification time, so a change to any of them selects a new cache. A cache is
+built in a temporary folder and renamed into place only when complete, so an interrupted build is
+simply rebuilt next time.
+
+Integrity, at a cost that does not grow with the cache: opening a cache checks its metadata (digest,
+keys, shape) and that ``features.npy`` has exactly the size its header and the metadata say (catches
+truncation and garbled files); a cache that fails is deleted and rebuilt, with one line on stderr.
+Every row is checked when it is read: its CRC-32 (zeroed, flipped or shuffled bytes) and that its
+values are finite. A row that fails stops the run with one line (``FeatureCacheError``) and marks the
+cache damaged, so the next run rebuilds it.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -58,8 +68,39 @@ def files_fingerprint(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
+CACHE_VERSION = 2
+"""Version 2 added the per-row checksums; caches of other versions are rebuilt."""
+DAMAGED_MARK = "DAMAGED"
+"""A file a run writes into a cache it found damaged while reading it, so the next run rebuilds it."""
+
+
+class FeatureCacheError(UserError):
+    """A feature cache whose files were damaged after it was built, or a cache folder we cannot write."""
+
+    def __init__(self, message: str) -> None:
+        # A DataLoader worker re-raises this in the main process as FeatureCacheError("Caught ... Original
+        # Traceback ... FeatureCacheError: <message>"): keep the one line that matters.
+        if "\nOriginal Traceback" in message:
+            message = message.strip().splitlines()[-1].split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
+
+
+def _digest(meta: dict) -> str:
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+
+def _row_checksums(path: Path, rows: int, row_bytes: int, offset: int) -> list[int]:
+    """CRC-32 of every row of ``features.npy``, read sequentially once."""
+    checksums = []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for _ in range(rows):
+            checksums.append(zlib.crc32(f.read(row_bytes)))
+    return checksums
+
+
 class FeatureStore:
-    """A complete cache: ``store[row]`` -> float32 tensor, read from disk on demand.
+    """A complete cache: ``store[row]`` -> float32 tensor, read from disk on demand and verified.
 
     Rows are read with ``os.pread`` rather than through a memory map: the bytes then live in the OS
     page cache, not in this process, so its resident memory stays flat however large the cache is
@@ -67,18 +108,81 @@ class FeatureStore:
     """
 
     def __init__(self, directory: Path) -> None:
+        """Open the cache in ``directory``, checking its metadata and file sizes (not its rows).
+
+        Raises:
+            FeatureCacheError: marked damaged, built by another version, garbled or inconsistent
+                metadata, or a ``features.npy`` that is garbled, truncated or of another shape.
+        """
         self.directory = directory
-        meta = json.loads((directory / "meta.json").read_text())
+        meta = self._read_meta()
         self.keys: list[str] = meta["keys"]
         self.failed: dict[str, str] = meta["failed"]
+        self._checksums: list[int] = meta["crc32"]
         self.rows = {key: i for i, key in enumerate(self.keys)}
-        header = np.load(directory / "features.npy", mmap_mode="r")  # reads the .npy header only
-        self.shape: tuple[int, ...] = tuple(header.shape)
-        self.dtype = header.dtype
-        self._offset = header.offset
+        self.shape: tuple[int, ...] = tuple(meta["shape"])
+        self.dtype = np.dtype(np.float16)
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        del header
+        self._offset = self._check_array()
         self._fd: int | None = None
+
+    def _damaged(self, reason: str) -> FeatureCacheError:
+        return FeatureCacheError(f"{self.directory}: feature cache damaged ({reason})")
+
+    def _read_meta(self) -> dict:
+        mark = self.directory / DAMAGED_MARK
+        if mark.exists():
+            raise self._damaged(f"marked by an earlier run: {mark.read_text(errors='replace').strip()[:200]}")
+        try:
+            meta = json.loads((self.directory / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise self._damaged(f"meta.json unreadable: {type(exc).__name__}") from None
+        if not isinstance(meta, dict):
+            raise self._damaged("meta.json is not an object")
+        if meta.get("version") != CACHE_VERSION:  # e.g. written before row checksums existed
+            raise FeatureCacheError(
+                f"{self.directory}: feature cache written by another vision2seq version (cache format "
+                f"{meta.get('version', 1)!r}, this one reads {CACHE_VERSION})"
+            )
+        content = {k: v for k, v in meta.items() if k != "sha256"}
+        if meta.get("sha256") != _digest(content):
+            raise self._damaged("meta.json does not match its checksum")
+        keys, shape, checksums = meta.get("keys"), meta.get("shape"), meta.get("crc32")
+        valid = (
+            isinstance(keys, list)
+            and isinstance(meta.get("failed"), dict)
+            and isinstance(shape, list)
+            and len(shape) >= 2
+            and all(isinstance(n, int) and n >= 0 for n in shape)
+            and isinstance(checksums, list)
+            and len(keys) == len(checksums) == shape[0]
+        )
+        if not valid:
+            raise self._damaged("meta.json has inconsistent keys, shape or checksums")
+        return meta
+
+    def _check_array(self) -> int:
+        """The data offset of ``features.npy``, after checking its header and its exact size."""
+        path = self.directory / "features.npy"
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                offset = f.tell()
+                size = os.fstat(f.fileno()).st_size
+        except (OSError, ValueError, SyntaxError, TypeError) as exc:
+            raise self._damaged(f"features.npy header unreadable: {type(exc).__name__}") from None
+        if tuple(shape) != self.shape or fortran or np.dtype(dtype) != self.dtype:
+            raise self._damaged(
+                f"features.npy holds {dtype} {tuple(shape)}, meta.json says float16 {self.shape}"
+            )
+        expected = offset + self.shape[0] * self._row_bytes
+        if size != expected:
+            raise self._damaged(f"features.npy is {size:,} bytes, expected {expected:,}; truncated?")
+        return offset
 
     @property
     def array(self) -> np.ndarray:
@@ -100,17 +204,67 @@ class FeatureStore:
         return len(self.keys)
 
     def __getitem__(self, row: int) -> torch.Tensor:
+        """Row ``row`` as float32, after checking its CRC-32 and that every value is finite.
+
+        Raises:
+            FeatureCacheError: the row fails (the cache is then marked for a rebuild by the next run).
+        """
         if not 0 <= row < self.shape[0]:
             raise IndexError(f"row {row} out of range for a cache of {self.shape[0]} rows")
         if self._fd is None:
             self._fd = os.open(self.directory / "features.npy", os.O_RDONLY)
         data = os.pread(self._fd, self._row_bytes, self._offset + row * self._row_bytes)
-        values = np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
-        return torch.from_numpy(values.astype(np.float32))
+        if len(data) != self._row_bytes:
+            self._fail(f"features.npy ends inside row {row}; truncated?")
+        if zlib.crc32(data) != self._checksums[row]:
+            self._fail(f"row {row} of features.npy does not match its checksum")
+        values = np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:]).astype(np.float32)
+        if not np.isfinite(values).all():  # cannot pass the checksum unless built so; never train on it
+            self._fail(f"row {row} of features.npy holds NaN or infinite values")
+        return torch.from_numpy(values)
+
+    def _fail(self, reason: str) -> None:
+        try:
+            (self.directory / DAMAGED_MARK).write_text(reason + "\n")
+            then = "it will be rebuilt on the next run"
+        except OSError:
+            then = "delete the folder to rebuild it"
+        raise FeatureCacheError(f"{self.directory}: feature cache damaged ({reason}); {then}")
 
     @staticmethod
     def is_complete(directory: Path) -> bool:
         return (directory / "meta.json").is_file() and (directory / "features.npy").is_file()
+
+
+def write_meta(directory: Path, keys: list[str], failed: dict[str, str]) -> None:
+    """Complete a cache whose ``features.npy`` is written: ``meta.json`` with the row checksums."""
+    header = np.load(directory / "features.npy", mmap_mode="r")  # reads the header only
+    shape, offset = list(header.shape), header.offset
+    del header
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(np.float16).itemsize
+    meta = {
+        "version": CACHE_VERSION,
+        "keys": keys,
+        "failed": failed,
+        "shape": shape,
+        "crc32": _row_checksums(directory / "features.npy", len(keys), row_bytes, offset),
+    }
+    (directory / "meta.json").write_text(json.dumps({**meta, "sha256": _digest(meta)}))
+
+
+def check_writable(root: Path) -> None:
+    """Create ``root`` and a file in it, or raise ``FeatureCacheError`` naming the fix."""
+    probe = root / f".write-test.{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise FeatureCacheError(
+            f"{root}: feature cache folder is not writable ({reason}); set data.cache_dir to a writable "
+            "folder, or data.cache_features=false"
+        ) from None
 
 
 def cached_features(
@@ -145,12 +299,24 @@ def cached_features(
         dist: this process's place in a distributed job.
     """
     directory = root / fingerprint[:24]
-    if FeatureStore.is_complete(directory):
-        store = FeatureStore(directory)
-        if dist.is_main:
-            for message in store.failed.values():  # still skipped: say so again
-                report(message)
-        return store
+    if directory.exists():  # complete (renamed into place whole), unless damaged since
+        try:
+            store = FeatureStore(directory)
+        except FeatureCacheError as exc:
+            if dist.is_main:
+                print(f"{exc}; rebuilding it", file=sys.stderr, flush=True)
+                try:
+                    shutil.rmtree(directory)
+                except OSError as err:
+                    reason = (err.strerror or type(err).__name__).lower()
+                    raise FeatureCacheError(f"{exc}; cannot delete it to rebuild ({reason})") from None
+        else:
+            if dist.is_main:
+                for message in store.failed.values():  # still skipped: say so again
+                    report(message)
+            return store
+    if dist.is_main:
+        check_writable(root)
     # Rank 0 names the build folder for all ranks; the pid keeps concurrent jobs apart.
     tmp = root / dist.broadcast_object(f".{fingerprint[:24]}.{os.getpid()}.tmp")
     if dist.is_main:
@@ -177,14 +343,19 @@ def cached_features(
                 failed[keys[index]] = message
                 report(message)
             if inputs is not None:
-                array[indices.numpy()] = encode(inputs).float().cpu().numpy()  # (B, *feature_shape)
+                features = encode(inputs).float().cpu().numpy()  # (B, *feature_shape)
+                finite = np.isfinite(features.astype(np.float16)).reshape(len(features), -1).all(axis=1)
+                for index in indices[~torch.from_numpy(finite)].tolist():  # e.g. NaN weights: skip
+                    failed[keys[index]] = f"{keys[index]}: the encoder produced NaN or infinite features"
+                    report(failed[keys[index]])
+                array[indices.numpy()] = np.where(finite.reshape(-1, *[1] * (features.ndim - 1)), features, 0)
     array.flush()
     del array
     failed = {k: v for part in dist.all_gather_object(failed) for k, v in part.items()}
     if len(failed) == len(keys):
         raise UserError(f"none of the {len(keys)} inputs could be read, so there are no features to cache")
     if dist.is_main:
-        (tmp / "meta.json").write_text(json.dumps({"keys": keys, "failed": failed}))
+        write_meta(tmp, keys, failed)
         try:
             os.replace(tmp, directory)
         except OSError:  # another job finished the same cache first

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vision2seq.data.inputs import IMAGE_SUFFIXES, find_inputs
@@ -105,12 +106,38 @@ def _unidentified_reason(path: Path) -> str:
     return f"cannot decode image (truncated or corrupt {fmt} file?): {reason}"
 
 
+def _scale_to_8bit(values: np.ndarray, integer: bool) -> np.ndarray:
+    """32-bit greyscale (TIFF ``int32`` / ``float32``) to 0-255, by the range the values were meant in.
+
+    PIL's own conversion clips to 0-255, so a float image in 0-1 decodes all black and 16-bit data
+    in an int32 container all white. Integers are read as 8-, 16- or 32-bit data, whichever range
+    holds them; floats in 0-1 (the usual convention) are scaled by 255, floats in 0-255 kept, any
+    other floats (negative, or HDR above 255) stretched from their minimum to their maximum. NaN is 0.
+    """
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if integer:
+        top = next((t for t in (255.0, 65535.0) if low >= 0 and high <= t), None)
+        if top is None:  # negative or wider than 16 bits: the whole int32 range
+            values, top = values - np.iinfo(np.int32).min, float(np.iinfo(np.uint32).max)
+        scaled = values * (255.0 / top)
+    elif low >= 0 and high <= 1:
+        scaled = values * 255.0
+    elif low >= 0 and high <= 255:
+        scaled = values
+    else:
+        scaled = (values - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image.copy()
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: scale to 8 bits instead of letting PIL clip everything to white.
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        # 16-bit greyscale: scale to 8 bits instead of letting PIL clip everything to white.
         image = image.point(lambda v: v / 256).convert("L")
+    elif image.mode in ("I", "F"):
+        image = Image.fromarray(_scale_to_8bit(np.asarray(image), integer=image.mode == "I"), mode="L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))

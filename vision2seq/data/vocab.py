@@ -5,20 +5,35 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from vision2seq.errors import UserError
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0..3 in this order; padding is id 0
+
+
+class VocabularyError(UserError, ValueError):
+    """A word list that is not a vocabulary (as stored in a damaged or hand-edited checkpoint)."""
 
 
 class Vocabulary:
     """A word <-> id mapping. Stored in checkpoints as its plain list of words (``to_list``)."""
 
     def __init__(self, words: Sequence[str]) -> None:
+        """Raises:
+        VocabularyError: ``words`` is not a list of strings starting with ``SPECIALS``, each once.
+        """
+        if not isinstance(words, list | tuple):
+            raise VocabularyError(f"a vocabulary must be a list of words, got {type(words).__name__}")
         if tuple(words[: len(SPECIALS)]) != SPECIALS:
-            raise ValueError(f"a vocabulary must start with {SPECIALS}")
+            raise VocabularyError(f"a vocabulary must start with {' '.join(SPECIALS)}")
+        odd = next((w for w in words if not isinstance(w, str) or not w), None)
+        if odd is not None:
+            raise VocabularyError(f"a vocabulary holds non-empty words, not {_short(odd)}")
         self.words: list[str] = list(words)
         self.index: dict[str, int] = {w: i for i, w in enumerate(self.words)}
         if len(self.index) != len(self.words):
-            raise ValueError("a vocabulary cannot list a word twice")
+            twice = next(w for i, w in enumerate(self.words) if self.index[w] != i)
+            raise VocabularyError(f"a vocabulary cannot list a word twice ({_short(twice)})")
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = range(len(SPECIALS))
 
     @classmethod
@@ -51,3 +66,8 @@ class Vocabulary:
 
     def to_list(self) -> list[str]:
         return list(self.words)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -3,8 +3,9 @@
 Every task module exposes the same names, which ``train``, ``evaluate``, the checkpoint checks and the
 inference classes use without branching on the task:
 
-- ``NAME``, ``COMMAND`` (the command that uses its checkpoints) and ``EXTRAS`` (the ``extras`` entry its
-  checkpoints need: the vocabulary, the class names);
+- ``NAME``, ``COMMAND`` (the command that uses its checkpoints), ``EXTRAS`` (the ``extras`` entry its
+  checkpoints need: the vocabulary, the class names) and ``check_extras(value)`` (what is wrong with
+  that entry, or None);
 - a task class with ``training_step``, ``predict_step``, ``make_evaluator``, ``parameter_groups``,
   ``checkpoint_extras`` and ``monitor`` (see ``engine.Task``);
 - ``build(config, device, dist) -> Built``: task, model and loaders of a training run;
@@ -60,4 +61,7 @@ def checkpoint_task(path: str | Path, checkpoint: dict[str, Any], expected: str 
         raise CheckpointError(
             f"{path}: damaged {found!r} checkpoint: missing or malformed {', '.join(problems)}"
         )
+    problem = module.check_extras(extras[module.EXTRAS])
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     return module

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from vision2seq.config import CaptioningConfig
 from vision2seq.data.tokenizer import detokenize
-from vision2seq.data.vocab import Vocabulary
+from vision2seq.data.vocab import Vocabulary, VocabularyError
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.engine import seed_everything
 from vision2seq.evaluation.captions import CaptionEvaluator
@@ -24,6 +24,15 @@ COMMAND = "vision2seq caption"
 """The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
 EXTRAS = "vocab"
 """The entry of a checkpoint's ``extras`` this task needs (a list)."""
+
+
+def check_extras(vocab: Any) -> str | None:
+    """What is wrong with a checkpoint's vocabulary, or None."""
+    try:
+        Vocabulary(vocab)
+    except VocabularyError as exc:
+        return f"malformed vocabulary in the checkpoint: {exc}"
+    return None
 
 
 class BatchCaptionEvaluator:

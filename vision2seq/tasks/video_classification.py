@@ -52,6 +52,15 @@ def build_model(
     return VideoModel(encoder, classifier)
 
 
+def check_extras(labels: Any) -> str | None:
+    """What is wrong with a checkpoint's class names, or None."""
+    if not (labels and all(isinstance(x, str) and x for x in labels)):
+        return "malformed class labels in the checkpoint (not a list of names)"
+    if len(set(labels)) != len(labels):
+        return "malformed class labels in the checkpoint (a name listed twice)"
+    return None
+
+
 class VideoEvaluator:
     """Clip-level and video-level (clip scores averaged) accuracy from the task's predictions."""
 
