@@ -77,6 +77,7 @@ def claim_output_dir(
         _check_contents(path, resume, overwrite)
         yield path
         return
+    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -96,8 +97,22 @@ def claim_output_dir(
             yield path
         finally:
             _held.discard(key)
-    finally:
+    except BaseException:
+        os.close(fd)
+        if created:
+            _remove_if_only_lock(path)  # a run that failed before writing anything leaves no folder
+        raise
+    else:
         os.close(fd)  # also releases the flock
+
+
+def _remove_if_only_lock(path: Path) -> None:
+    try:
+        if [p.name for p in path.iterdir()] == [LOCK_NAME]:
+            (path / LOCK_NAME).unlink()
+            path.rmdir()
+    except OSError:
+        pass
 
 
 _held: set[tuple[int, int] | None] = set()
