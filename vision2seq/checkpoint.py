@@ -140,6 +140,12 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
         )
     if task is not None:
         check_task(path, payload, task)
+    # Checkpoints written before ``model.encoder.resize`` existed were trained on centre crops.
+    encoder: Any = payload.get("config")
+    for key in ("model", "encoder"):
+        encoder = encoder.get(key) if isinstance(encoder, dict) else None
+    if isinstance(encoder, dict):
+        encoder.setdefault("resize", "crop")
     return payload
 
 
