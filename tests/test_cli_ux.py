@@ -125,7 +125,7 @@ def test_skipped_files_are_path_colon_reason_for_images_and_videos(
         capsys, "classify", "--checkpoint", tiny_video.checkpoint, missing_video, "--workers", "0"
     )
     (line,) = error_lines(err)
-    assert code == 1 and line.startswith(f"{missing_video}: cannot read video: ")
+    assert code == 1 and line == f"{missing_video}: missing file"
 
 
 # --- --quiet, --threads, stream JSON lines ----------------------------------------------------------
