@@ -31,6 +31,16 @@ def test_version(capsys):
     assert code == 0 and out.strip() == f"vision2seq {__version__}"
 
 
+@pytest.mark.parametrize("command", ["train", "caption", "classify", "evaluate", "demo"])
+def test_help_describes_the_command_without_foreign_examples(capsys, command):
+    code, out, _ = run_cli(capsys, command, "--help")
+    assert code == 0 and "--threads" in out
+    description = out.split("\n\n")[1]
+    assert description[0].isupper() and "plain function" not in out
+    if command in ("evaluate", "demo"):  # neither trains into an output_dir of the user's choosing
+        assert "train.epochs" not in out and "output_dir=" not in out
+
+
 # --- every numeric option is checked by argparse, with the range in the one-line message ------------
 
 REFUSED = [

@@ -244,7 +244,12 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="vision2seq", description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="vision2seq",
+        description="Caption images and classify video clips with CNN encoders and LSTM decoders: train, "
+        "evaluate, and run trained models on your files. Start with: vision2seq demo",
+        epilog="vision2seq COMMAND --help describes each command.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -362,7 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
         "current folder; the full path is printed)",
     )
     p.add_argument(
-        "overrides", **overrides("changes to the demo's config (configs/demo.yaml), e.g. train.epochs=4")
+        "overrides",
+        **overrides(
+            "changes to the demo's config (configs/demo.yaml), e.g. generation.beam_size=5; data and "
+            "output paths come from --output-dir"
+        ),
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or thread line")
     _add_threads(p)
