@@ -229,3 +229,19 @@ def test_evaluate_video_in_a_read_only_folder_prints_metrics_and_warns(
     assert warning.startswith("vision2seq evaluate: warning: cannot write ")
     assert "confusion_test.csv (Permission denied)" in warning
     assert not (folder / "confusion_test.csv").exists()
+
+
+def test_overrides_may_follow_options(capsys, tiny_captioner):
+    args = (
+        "evaluate",
+        "--checkpoint",
+        tiny_captioner.checkpoint,
+        "--json",
+        "--quiet",
+        "generation.max_len=2",
+    )
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "bleu_4" in json.loads(out)
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", tiny_captioner.checkpoint, "--quiet", "--stray")
+    assert code == 2
+    assert_one_error(err, "evaluate", "unrecognized arguments: --stray")

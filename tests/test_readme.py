@@ -82,6 +82,7 @@ def pyproject_extras() -> dict[str, list[str]]:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding every file the README's examples name (except what its own commands create)."""
     ws = tmp_path_factory.mktemp("readme")
+    (ws / "configs").symlink_to(ROOT / "configs")  # the README's commands run in a clone of the repository
     import random
 
     from vision2seq.demo import draw_shape_image

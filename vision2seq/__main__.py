@@ -211,6 +211,7 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+_OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=.*", re.S)
 _DEVICE = re.compile(r"(auto|cpu|cuda|mps|xpu)(:\d+)?")
 
 
@@ -382,7 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # KEY=VALUE overrides after an option (`train cfg.yaml --resume train.epochs=6`) are overrides too.
+        if extra and hasattr(args, "overrides") and all(_OVERRIDE.fullmatch(word) for word in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            where = f"vision2seq {args.command}"
+            parser.exit(
+                EXIT_USAGE,
+                f"{where}: error: unrecognized arguments: {escape(' '.join(extra))} (see {where} --help)\n",
+            )
     except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     skipped_before = skipped_count()
