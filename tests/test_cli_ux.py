@@ -242,6 +242,6 @@ def test_overrides_may_follow_options(capsys, tiny_captioner):
     )
     code, out, _ = run_cli(capsys, *args)
     assert code == 0 and "bleu_4" in json.loads(out)
-    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", tiny_captioner.checkpoint, "--quiet", "--stray")
+    code, _, err = run_cli(capsys, *args[:3], "--quiet", "--stray")
     assert code == 2
     assert_one_error(err, "evaluate", "unrecognized arguments: --stray")
