@@ -245,3 +245,17 @@ def test_overrides_may_follow_options(capsys, tiny_captioner):
     code, _, err = run_cli(capsys, *args[:3], "--quiet", "--stray")
     assert code == 2
     assert_one_error(err, "evaluate", "unrecognized arguments: --stray")
+
+
+def test_train_threads_come_from_the_flag_else_the_config(capsys, tiny_captioner, monkeypatch):
+    from types import SimpleNamespace
+
+    requested = []
+    monkeypatch.setattr("vision2seq.resources.configure_threads", lambda n, *a, **k: requested.append(n))
+    done = SimpleNamespace(best_metric=None, best_epoch=0, monitor="bleu_4", epochs_run=0, output_dir="run")
+    monkeypatch.setattr("vision2seq.train.train", lambda *a, **k: done)
+    config = tiny_captioner.config
+    assert run_cli(capsys, "train", config, "train.threads=3", "--quiet")[0] == 0
+    assert run_cli(capsys, "train", config, "train.threads=3", "--threads", "2", "--quiet")[0] == 0
+    assert run_cli(capsys, "train", config, "--quiet")[0] == 0
+    assert requested == [3, 2, None]
