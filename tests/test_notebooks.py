@@ -101,6 +101,8 @@ def test_notebook_runs_headless(name, kernel_env):
     print(f"{name}: {elapsed:.1f} s")
     for cell in code_cells(nb):
         assert not [o for o in cell.outputs if o.output_type == "error"]
+    # The last cell deletes the temporary folder of the generated model (data, cache, checkpoints).
+    assert not list((kernel_env / "tmp").glob("vision2seq-*")), "the notebook left its temporary folder"
     for cell in tagged(nb, "plot"):
         kinds = [o.output_type for o in cell.outputs]
         assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"no image from:\n{cell.source}"

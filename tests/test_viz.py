@@ -173,22 +173,32 @@ def test_caption_grid_draws_into_given_axes():
     assert out_fig is fig and list(axes) == list(given)
 
 
-def test_plot_metric_vs_beam_twin_axis_for_cider():
+def test_plot_metric_vs_beam_one_panel_per_metric_from_zero():
     sweep = {
         5: {"bleu_4": 0.6, "cider": 3.0},
         1: {"bleu_4": 0.4, "cider": 2.0},
         3: {"bleu_4": 0.5, "cider": 2.8},
     }
-    _fig, ax = viz.plot_metric_vs_beam(sweep)
-    (bleu,) = ax.get_lines()
+    _fig, axes = viz.plot_metric_vs_beam(sweep)
+    assert [ax.get_title() for ax in axes] == ["bleu_4", "cider"]
+    (bleu,) = axes[0].get_lines()
     np.testing.assert_array_equal(bleu.get_xdata(), [1, 3, 5])
     np.testing.assert_allclose(bleu.get_ydata(), [0.4, 0.5, 0.6])
-    (cider,) = ax.right_ax.get_lines()
+    (cider,) = axes[1].get_lines()
     np.testing.assert_allclose(cider.get_ydata(), [2.0, 2.8, 3.0])
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["bleu_4", "cider"]
+    # No twin axes: every panel has its own y-axis, starting at 0 so small differences look small.
+    assert len(_fig.axes) == 2
+    assert all(ax.get_ylim()[0] == 0 for ax in axes)
+    assert [t.get_text() for t in axes[0].texts] == ["0.400", "0.500", "0.600"]
     _, given = plt.subplots()
-    fig2, ax2 = viz.plot_metric_vs_beam(sweep, keys=("bleu_4",), ax=given)
-    assert ax2 is given and fig2 is given.figure and len(fig2.axes) == 1
+    fig2, axes2 = viz.plot_metric_vs_beam(sweep, keys=("bleu_4",), axes=[given])
+    assert axes2[0] is given and fig2 is given.figure and len(fig2.axes) == 1
+
+
+def _boxes(fig, *artists):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return [a.get_window_extent(renderer) for a in artists]
 
 
 # --- classification plots --------------------------------------------------------------------------
@@ -201,6 +211,12 @@ def test_plot_per_class_accuracy_bars_and_mean_line():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["MoveRight", "MoveLeft"]
     (mean,) = ax.get_lines()
     assert mean.get_xdata()[0] == 0.7
+    # The mean is named in the title, not in a legend box that could hide a bar, and the value labels
+    # sit right of every bar and of the mean line.
+    assert ax.get_legend() is None and "mean 0.700" in ax.get_title()
+    assert all(text.get_position()[0] > 1.0 for text in ax.texts)
+    line_box, *label_boxes = _boxes(_fig, mean, *ax.texts)
+    assert all(not line_box.overlaps(box) for box in label_boxes)
     _, ax = viz.plot_per_class_accuracy(VIDEO_METRICS, sort=True, key="precision")
     assert [bar.get_width() for bar in ax.patches] == [0.5, 1.0]
 
@@ -208,6 +224,9 @@ def test_plot_per_class_accuracy_bars_and_mean_line():
 def test_plot_confusion_matrix_still_works_and_saves(tmp_path):
     _fig, ax = viz.plot_confusion_matrix(VIDEO_METRICS["confusion_matrix"], ["MoveLeft", "MoveRight"])
     np.testing.assert_allclose(ax.get_images()[0].get_array(), [[1, 0], [0.6, 0.4]])
+    colour_bar = next(a for a in _fig.axes if a is not ax)
+    title, bar = _boxes(_fig, ax.title, colour_bar)
+    assert title.x1 < bar.x0, "the title runs into the colour bar"
     written = viz.save_confusion_matrix(VIDEO_METRICS, tmp_path / "confusion")
     assert [p.name for p in written] == ["confusion.csv", "confusion.png"]
 

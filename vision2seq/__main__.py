@@ -3,6 +3,10 @@
 Exit status: 0 success; 1 some input could not be processed (each reported as one line on stderr; the
 other inputs are still processed);
 2 usage error (bad arguments, unknown config key, wrong value type); 130 interrupted.
+
+Messages: a fatal error is the one stderr line ``vision2seq CMD: error: ...``; a skipped input is the
+one line ``path: reason``. Names are printed with control characters escaped (``vision2seq.errors.escape``);
+JSON output keeps them exact.
 """
 
 from __future__ import annotations
@@ -10,28 +14,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
+from vision2seq import __version__
 from vision2seq.config import ConfigError
-from vision2seq.errors import UserError, report, skipped_count
+from vision2seq.errors import UsageError, UserError, escape, report, skipped_count
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def _announce(args: argparse.Namespace) -> bool:
+    """Whether to print the thread line: like the progress bars, on a terminal only (logs and the one-line
+    error contract stay as they are), never with ``--quiet``, and from one process of a torchrun job."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty() and os.environ.get("RANK", "0") == "0"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vision2seq.config import load_config
+    from vision2seq.resources import configure_threads, worker_count
     from vision2seq.train import train
 
     config = load_config(args.config, args.overrides)
+    threads = args.threads if args.threads is not None else config.train.threads
+    configure_threads(threads, worker_count(config.train.num_workers), announce=_announce(args))
     result = train(config, resume=args.resume, progress=not args.quiet)
     best = (
         f"{result.best_metric:.4f} (epoch {result.best_epoch})" if result.best_metric is not None else "n/a"
     )
     print(
         f"trained {result.epochs_run} epochs; best {result.monitor}: {best}; "
-        f"checkpoints in {result.output_dir}"
+        f"checkpoints in {escape(str(result.output_dir))}"
     )
     return EXIT_OK
 
@@ -39,15 +55,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_caption(args: argparse.Namespace) -> int:
     from vision2seq.captioner import Captioner
     from vision2seq.data.images import find_images
+    from vision2seq.resources import configure_threads, worker_count
 
+    workers = worker_count(args.workers)
+    configure_threads(args.threads, workers, announce=_announce(args))
     captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
     paths, missing = find_images(args.paths)
     for line in missing:
         report(line)
     generation = {"beam_size": args.beam_size, "max_len": args.max_len}
+    progress = False if args.quiet else None
     rows = []
     for result in captioner.caption_files(
-        paths, batch_size=args.batch_size, num_workers=args.workers, **generation
+        paths, batch_size=args.batch_size, num_workers=workers, progress=progress, **generation
     ):
         if result.error:
             report(result.error)
@@ -55,7 +75,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
         if args.json:
             rows.append({"file": result.file, "caption": result.caption})
         else:
-            print(f"{result.file}\t{result.caption}", flush=True)
+            print(f"{escape(result.file)}\t{result.caption}", flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
     return EXIT_OK
@@ -63,7 +83,10 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from vision2seq.classifier import VideoClassifier, find_videos
+    from vision2seq.resources import configure_threads, worker_count
 
+    workers = 0 if args.stream else worker_count(args.workers)
+    configure_threads(args.threads, workers, announce=_announce(args))
     classifier = VideoClassifier.from_checkpoint(args.checkpoint, device=args.device)
     paths, missing = find_videos(args.paths)
     for line in missing:
@@ -73,33 +96,45 @@ def cmd_classify(args: argparse.Namespace) -> int:
         for path in paths:
             try:
                 for update in classifier.stream_file(path, frame_step=args.frame_step, top_k=top_k):
-                    label, score = update.labels[0]
-                    print(
-                        f"{path}\t{update.time_s:.3f}s\tframe {update.frame}\t{label}\t{score:.4f}",
-                        flush=True,
-                    )
+                    print(_stream_line(str(path), update, args.json), flush=True)
             except UserError as exc:
                 report(str(exc))
         return EXIT_OK
     rows = []
+    progress = False if args.quiet else None
     for result in classifier.classify(
-        paths, top_k=top_k, batch_size=args.batch_size, num_workers=args.workers
+        paths, top_k=top_k, batch_size=args.batch_size, num_workers=workers, progress=progress
     ):
         if result.error:
             report(result.error)
         elif args.json:
-            rows.append({"file": result.file, "labels": [{"label": n, "score": s} for n, s in result.labels]})
+            rows.append({"file": result.file, "labels": _labels_json(result.labels)})
         else:
             for name, score in result.labels:
-                print(f"{result.file}\t{name}\t{score:.4f}", flush=True)
+                print(f"{escape(result.file)}\t{escape(name)}\t{score:.4f}", flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
     return EXIT_OK
 
 
+def _labels_json(labels: Sequence[tuple[str, float]]) -> list[dict[str, object]]:
+    return [{"label": name, "score": score} for name, score in labels]
+
+
+def _stream_line(path: str, update, as_json: bool) -> str:
+    """One ``--stream`` output line: tab-separated text, or a JSON object (JSON lines)."""
+    if as_json:
+        row = {"file": path, "time": round(update.time_s, 6), "frame": update.frame}
+        return json.dumps({**row, "labels": _labels_json(update.labels)})
+    label, score = update.labels[0]
+    return f"{escape(path)}\t{update.time_s:.3f}s\tframe {update.frame}\t{escape(label)}\t{score:.4f}"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vision2seq.evaluate import evaluate_checkpoint
+    from vision2seq.resources import configure_threads, worker_count
 
+    configure_threads(args.threads, worker_count(2), announce=_announce(args))
     metrics = evaluate_checkpoint(
         args.checkpoint,
         split=args.split,
@@ -110,9 +145,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if "confusion_matrix" in metrics:
         from vision2seq.viz import save_confusion_matrix
 
-        out = Path(args.checkpoint).parent
-        for saved in save_confusion_matrix(metrics, out / f"confusion_{args.split}"):
-            print(f"wrote {saved}", file=sys.stderr)
+        stem = Path(args.checkpoint).parent / f"confusion_{args.split}"
+        try:
+            for saved in save_confusion_matrix(metrics, stem):
+                print(f"wrote {escape(str(saved))}", file=sys.stderr)
+        except OSError as exc:  # a read-only checkpoint folder must not cost the metrics just computed
+            reason = exc.strerror or type(exc).__name__
+            print(
+                f"vision2seq evaluate: warning: cannot write {escape(str(stem))}.csv ({reason}); "
+                "the metrics below are complete",
+                file=sys.stderr,
+            )
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -149,59 +192,170 @@ def cmd_score_captions(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from vision2seq.demo import run_demo
+    from vision2seq.config import load_config
+    from vision2seq.demo import demo_config_path, run_demo
+    from vision2seq.resources import configure_threads, worker_count
 
+    config = load_config(demo_config_path(), args.overrides)
+    threads = args.threads if args.threads is not None else config.train.threads
+    configure_threads(threads, worker_count(config.train.num_workers), announce=_announce(args))
     run_demo(Path(args.output_dir), args.overrides, progress=not args.quiet)
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vision2seq", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    overrides = {
-        "nargs": "*",
-        "default": [],
-        "metavar": "KEY=VALUE",
-        "help": "config overrides, e.g. train.epochs=3 output_dir=runs/a",
-    }
+# --- command-line values, checked when parsed ------------------------------------------------------
 
-    p = sub.add_parser("train", help="train a model from a YAML config")
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``; the refusal names the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+_OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=.*", re.S)
+_DEVICE = re.compile(r"(auto|cpu|cuda|mps|xpu)(:\d+)?")
+
+
+def device_name(text: str) -> str:
+    """An argparse type: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ...; whether it exists is checked later."""
+    if not _DEVICE.fullmatch(text) or text.startswith(("auto:", "cpu:")):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as the one line ``vision2seq CMD: error: ...`` (exit 2) like every other."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1),
+        default=None,
+        help="CPU threads for the model (default: the CPUs left after loader workers and other load)",
+    )
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", type=device_name, default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="vision2seq",
+        description="Caption images and classify video clips with CNN encoders and LSTM decoders: train, "
+        "evaluate, and run trained models on your files. Start with: vision2seq demo",
+        epilog="vision2seq COMMAND --help describes each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def overrides(example: str) -> dict:
+        return {"nargs": "*", "default": [], "metavar": "KEY=VALUE", "help": example}
+
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train a captioner or video classifier; writes best.pt, last.pt and metrics.csv.",
+    )
     p.add_argument("config", help="experiment YAML file (see configs/)")
-    p.add_argument("overrides", **overrides)
-    p.add_argument("--resume", action="store_true", help="continue from output_dir/last.pt")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", **overrides("config values to change, e.g. train.epochs=3 output_dir=runs/a"))
+    p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or thread line")
+    _add_threads(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("caption", help="caption image files, folders or glob patterns")
+    p = sub.add_parser(
+        "caption",
+        help="caption image files, folders or glob patterns",
+        description="Print a caption for every image; unreadable images are reported on stderr and skipped.",
+    )
     p.add_argument("--checkpoint", required=True, help="a captioning checkpoint (best.pt)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders, or glob patterns")
-    p.add_argument("--beam-size", type=int, default=None, help="beam width (1 = greedy; default: config)")
-    p.add_argument("--max-len", type=int, default=None, help="maximum caption length in tokens")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="image-decoding worker processes")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--beam-size", type=int_at_least(1), default=None, help="beam width (1 = greedy; default: config)"
+    )
+    p.add_argument("--max-len", type=int_at_least(1), default=None, help="maximum caption length in words")
+    p.add_argument("--batch-size", type=int_at_least(1), default=32, help="images per batch (default: 32)")
+    p.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=2,
+        help="image-decoding processes (default: 2, at most one per CPU)",
+    )
+    _add_device(p)
+    _add_threads(p)
     p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "caption"}')
+    p.add_argument("--quiet", action="store_true", help="no progress bar or thread line")
     p.set_defaults(func=cmd_caption)
 
-    p = sub.add_parser("classify", help="classify video files, frame folders, folders of videos, globs")
+    p = sub.add_parser(
+        "classify",
+        help="classify video files, frame folders, folders of videos, globs",
+        description="Print the top labels of every video; unreadable videos are reported and skipped.",
+    )
     p.add_argument("--checkpoint", required=True, help="a video-classification checkpoint (best.pt)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="videos, frame folders, folders, or globs")
-    p.add_argument("--top-k", type=int, default=None, help="labels per video (default: 1 plain, 5 JSON)")
-    p.add_argument("--stream", action="store_true", help="print the running prediction frame by frame")
-    p.add_argument("--frame-step", type=int, default=1, help="with --stream: feed every N-th frame")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2, help="video-decoding worker processes")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "labels"}')
+    p.add_argument(
+        "--top-k", type=int_at_least(1), default=None, help="labels per video (default: 1 plain, 5 JSON)"
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the running prediction frame by frame (JSON lines with --json)",
+    )
+    p.add_argument(
+        "--frame-step", type=int_at_least(1), default=1, help="with --stream: feed every N-th frame"
+    )
+    p.add_argument("--batch-size", type=int_at_least(1), default=8, help="videos per batch (default: 8)")
+    p.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=2,
+        help="video-decoding processes (default: 2, at most one per CPU)",
+    )
+    _add_device(p)
+    _add_threads(p)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print a JSON list of {"file", "labels"} (with --stream: one object a line)',
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar or thread line")
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint on a dataset split")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--split", default="test", help="dataset split to score (default: test)")
-    p.add_argument("overrides", **overrides)
-    p.add_argument("--device", default="auto")
+    p = sub.add_parser(
+        "evaluate",
+        help="score a checkpoint on a dataset split",
+        description="Score a checkpoint on a split of the dataset named in its config.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a checkpoint (best.pt)")
+    p.add_argument("--split", default="test", help="dataset split to score: val or test (default: test)")
+    p.add_argument(
+        "overrides",
+        **overrides(
+            "changes to the checkpoint's config, e.g. data.images=/data/images generation.beam_size=5"
+        ),
+    )
+    _add_device(p)
+    _add_threads(p)
     p.add_argument("--json", action="store_true", help="print the metrics as a JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or thread line")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("score-captions", help="score a COCO results file against reference captions")
@@ -219,27 +373,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_score_captions)
 
-    p = sub.add_parser("demo", help="generate a small dataset, train a captioner on it, show captions")
-    p.add_argument("--output-dir", default="demo_run", help="where data and checkpoints go")
-    p.add_argument("overrides", **overrides)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser(
+        "demo",
+        help="generate a small dataset, train a captioner on it, show captions",
+        description="Generate 1,400 images of coloured shapes, train an attention captioner on them "
+        "(nothing is downloaded), then print sample captions and BLEU against a baseline.",
+    )
+    p.add_argument(
+        "--output-dir",
+        default="demo_run",
+        help="folder for the generated data, feature cache and checkpoints (default: demo_run in the "
+        "current folder; the full path is printed)",
+    )
+    p.add_argument(
+        "overrides",
+        **overrides(
+            "changes to the demo's config (configs/demo.yaml), e.g. generation.beam_size=5; data and "
+            "output paths come from --output-dir"
+        ),
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars or thread line")
+    _add_threads(p)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        # KEY=VALUE overrides after an option (`train cfg.yaml --resume train.epochs=6`) are overrides too.
+        if extra and hasattr(args, "overrides") and all(_OVERRIDE.fullmatch(word) for word in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            where = f"vision2seq {args.command}"
+            parser.exit(
+                EXIT_USAGE,
+                f"{where}: error: unrecognized arguments: {escape(' '.join(extra))} (see {where} --help)\n",
+            )
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     skipped_before = skipped_count()
     try:
+        if getattr(args, "device", "auto") != "auto":
+            from vision2seq.distributed import resolve_device
+
+            resolve_device(args.device)  # a device this machine lacks is refused before any work
         code = args.func(args)
         # Inputs that were reported and skipped (bad files among good ones) make the run exit 1.
         return EXIT_INPUT if code == EXIT_OK and skipped_count() > skipped_before else code
-    except ConfigError as exc:
-        print(f"vision2seq {args.command}: error: {exc}", file=sys.stderr)
+    except (ConfigError, UsageError) as exc:
+        print(f"vision2seq {args.command}: error: {escape(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except UserError as exc:
-        print(f"vision2seq {args.command}: error: {exc}", file=sys.stderr)
+        print(f"vision2seq {args.command}: error: {escape(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print(f"vision2seq {args.command}: interrupted", file=sys.stderr)

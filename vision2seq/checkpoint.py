@@ -155,6 +155,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"({FORMAT_VERSION}); upgrade vision2seq"
         )
     _check_content(path, payload)
+    # Checkpoints written before ``model.encoder.resize`` existed were trained on centre crops.
+    encoder: Any = payload.get("config")
+    for key in ("model", "encoder"):
+        encoder = encoder.get(key) if isinstance(encoder, dict) else None
+    if isinstance(encoder, dict):
+        encoder.setdefault("resize", "crop")
     return payload
 
 

@@ -47,7 +47,11 @@ class EncoderConfig:
     lr: float = 1.0e-5
     """Learning rate of the fine-tuned encoder stages (the decoder uses ``train.lr``)."""
     image_size: int | None = None
-    """Centre-crop size; null uses the weights' own preprocessing (224 for most)."""
+    """Input size in pixels; null uses the weights' own preprocessing (224 for most)."""
+    resize: Literal["squash", "pad", "crop"] = "squash"
+    """How a non-square image becomes square: ``squash`` resizes the whole image (the captioning
+    convention: nothing is cut off), ``pad`` keeps its aspect ratio inside black bars, ``crop`` resizes
+    the short side and cuts the centre out (the weights' ImageNet preprocessing)."""
 
 
 @dataclass
@@ -84,6 +88,9 @@ class TrainConfig:
     epoch (randomly sampled video frames decoded in the workers)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    threads: int | None = None
+    """CPU threads of torch (``--threads``); null: the CPUs left after loader workers, other load and one
+    spare core (see ``vision2seq.resources``)."""
     resume: bool = False
     """Resume from ``output_dir/last.pt`` (same as ``vision2seq train --resume``)."""
     overwrite: bool = False

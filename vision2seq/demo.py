@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from vision2seq.config import load_config
+from vision2seq.errors import escape
 from vision2seq.evaluation.captions import CaptionEvaluator
 
 COLOURS = {
@@ -86,15 +87,27 @@ def demo_config_path() -> Path:
 
 
 def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), progress: bool = True) -> dict:
-    """Generate data, train, and print sample captions and BLEU. Returns the test metrics."""
+    """Generate data, train, and print sample captions and BLEU. Returns the test metrics.
+
+    Args:
+        output_dir: folder for the data, feature cache and run (``vision2seq demo``: ``./demo_run``).
+            The checkpoint stores absolute data paths, so it can be evaluated from any folder.
+        overrides: ``key=value`` changes to ``configs/demo.yaml``.
+        progress: show progress bars.
+    """
     from vision2seq.captioner import Captioner
     from vision2seq.evaluate import evaluate_checkpoint
     from vision2seq.train import train
 
+    output_dir = Path(output_dir).expanduser().resolve()
+    print(
+        f"vision2seq demo: data, feature cache and checkpoints go to {escape(str(output_dir))}",
+        file=sys.stderr,
+    )
     data_dir = output_dir / "data"
     annotations = data_dir / "dataset_shapes.json"
     if not annotations.is_file():
-        print(f"generating the shapes dataset in {data_dir} ...", file=sys.stderr)
+        print(f"generating the shapes dataset in {escape(str(data_dir))} ...", file=sys.stderr)
         make_shapes_dataset(data_dir)
     run_dir = output_dir / "run"
     config = load_config(
@@ -122,7 +135,10 @@ def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), prog
     print(f"\n{'metric':<8} {'model':>7} {'most-common-caption baseline':>30}")
     for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4"):
         print(f"{key:<8} {metrics[key]:>7.4f} {baseline[key]:>30.4f}")
-    print(f"\ncheckpoint: {best}\ncaption your own images: vision2seq caption --checkpoint {best} IMAGES...")
+    print(
+        f"\ncheckpoint: {escape(str(best))}\n"
+        f"caption your own images: vision2seq caption --checkpoint {escape(str(best))} IMAGES..."
+    )
     return metrics
 
 

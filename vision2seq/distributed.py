@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from vision2seq.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -67,10 +69,36 @@ SINGLE = DistContext()
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU; otherwise ``torch.device(name)``."""
+    """``auto`` -> CUDA when available, else the CPU; otherwise ``torch.device(name)``, checked to exist.
+
+    Raises:
+        UsageError: an unknown device name, or a CUDA device this machine does not have.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"device {name!r}: not a device name (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"device {name!r}: no CUDA GPU is available on this machine (use cpu or auto)")
+        if device.index is not None and device.index >= count:
+            raise UsageError(
+                f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0..cuda:{count - 1}"
+            )
+    elif device.type not in ("cpu", "meta") and not _backend_available(device.type):
+        raise UsageError(
+            f"device {name!r}: the {device.type} backend is not available here (use cpu or auto)"
+        )
+    return device
+
+
+def _backend_available(kind: str) -> bool:
+    backend = getattr(torch, kind, None) or getattr(torch.backends, kind, None)
+    available = getattr(backend, "is_available", None)
+    return bool(available and available())
 
 
 def setup(device: str = "auto") -> tuple[DistContext, torch.device]:

@@ -25,6 +25,7 @@ from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.models.encoder import ImageEncoder
+from vision2seq.resources import worker_count
 
 
 class ImageSource:
@@ -153,7 +154,7 @@ def image_sources(
         encode,
         shape,
         batch_size=config.train.batch_size,
-        num_workers=config.train.num_workers,
+        num_workers=worker_count(config.train.num_workers),
         dist=dist,
     )
     sources = []
@@ -182,7 +183,7 @@ def build_caption_data(
     train_set = CaptionPairs(train_records, train_source, vocab, d.max_caption_len)
     val_set = CaptionedImages(val_records, val_source)
     # Cached features are small reads from disk: worker processes would only add overhead.
-    workers = 0 if train_source.store is not None else t.num_workers
+    workers = 0 if train_source.store is not None else worker_count(t.num_workers)
     train = DataLoader(
         train_set,
         batch_size=t.batch_size,
@@ -220,7 +221,7 @@ def build_eval_loader(
 ) -> DataLoader:
     """One item per image of ``split`` (features from the cache when the encoder is frozen)."""
     [(source, records)] = image_sources(config, encoder, [prepare_records(config, split)], device)
-    workers = 0 if source.store is not None else config.train.num_workers
+    workers = 0 if source.store is not None else worker_count(config.train.num_workers)
     return eval_loader(
         CaptionedImages(records, source), batch_size or config.train.batch_size, workers, device
     )

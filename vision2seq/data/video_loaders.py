@@ -44,6 +44,7 @@ from vision2seq.data.video_datasets import (
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 from vision2seq.models.encoder import ImageEncoder
+from vision2seq.resources import worker_count
 
 SPLITS = ("train", "val", "test")
 
@@ -339,7 +340,7 @@ def clip_datasets(
         encode,
         (grid.size, encoder.feature_dim),
         batch_size=max(1, config.train.batch_size // 4),
-        num_workers=config.train.num_workers,
+        num_workers=worker_count(config.train.num_workers),
         dist=dist,
     )
     return [CachedClips(store, videos.samples, grid, train, config.seed) for videos, train in subsets]
@@ -349,7 +350,7 @@ def make_loader(
     dataset: Dataset, config: VideoConfig, train: bool, device: torch.device, dist: DistContext = SINGLE
 ) -> DataLoader:
     """Training: seeded per-epoch shuffling sharded across ranks; evaluation: this rank's shard, in order."""
-    workers = 0 if isinstance(dataset, CachedClips) else config.train.num_workers
+    workers = 0 if isinstance(dataset, CachedClips) else worker_count(config.train.num_workers)
     if train:
         sampler = EpochSampler(len(dataset), config.seed, dist.rank, dist.world_size, dataset=dataset)
     else:

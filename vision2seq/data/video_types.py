@@ -23,7 +23,7 @@ class VideoDecodeError(UserError):
     """A video file or frame folder that cannot be read; the message names the file and the reason."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"cannot read video {path}: {reason}")
+        super().__init__(f"{path}: {reason}")
         self.path = Path(path)
         self.reason = reason
 

@@ -3,8 +3,9 @@
 The classifier head is dropped; the remaining stages produce a feature map ``(B, D, H, W)`` that is
 returned pooled ``(B, D)`` or as a grid ``(B, H*W, D)`` for attention. Weights come from a torchvision
 weights enum (downloaded and cached the standard way by torchvision), a local state-dict file, or
-random initialisation; the preprocessing (resize, crop, mean/std) always comes from the weights enum,
-so it is identical at training and prediction time.
+random initialisation; the preprocessing (input size, mean/std) comes from the weights enum and the
+way a non-square image is made square from ``model.encoder.resize``; the encoder carries it, so it is
+identical at training, caching and prediction time.
 """
 
 from __future__ import annotations
@@ -29,27 +30,67 @@ _HEAD_NAMES = ("avgpool", "fc", "classifier", "head", "heads", "dropout")
 _EXPANDED = ("features", "layers", "trunk_output", "blocks")
 
 
+ResizeMode = Literal["squash", "pad", "crop"]
+RESIZE_MODES: tuple[str, ...] = ("squash", "pad", "crop")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """The image preprocessing of a set of weights: resize, centre crop, normalise."""
+    """The image preprocessing of a set of weights: make the image square, normalise.
+
+    ``resize`` says how a non-square image becomes ``crop_size`` square: ``squash`` resizes the whole
+    image (aspect ratio changes, nothing is lost), ``pad`` fits it inside black bars, ``crop`` resizes
+    the short side to ``resize_size`` and cuts the centre out (the weights' ImageNet preprocessing).
+    """
 
     resize_size: int
     crop_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     interpolation: v2.InterpolationMode
+    resize: ResizeMode = "crop"
+
+    def geometry(self) -> v2.Compose:
+        """The resizing steps alone (PIL image or ``(..., C, H, W)`` tensor in, same kind out)."""
+        if self.resize == "squash":
+            size = (self.crop_size, self.crop_size)
+            return v2.Compose([v2.Resize(size, interpolation=self.interpolation, antialias=True)])
+        if self.resize == "pad":
+            return v2.Compose([LetterBox(self.crop_size, self.interpolation)])
+        return v2.Compose(
+            [
+                v2.Resize(self.resize_size, interpolation=self.interpolation, antialias=True),
+                v2.CenterCrop(self.crop_size),
+            ]
+        )
 
     def transform(self) -> v2.Compose:
         """PIL image / uint8 tensor -> normalised float tensor ``(3, crop, crop)``."""
         return v2.Compose(
             [
                 v2.ToImage(),
-                v2.Resize(self.resize_size, interpolation=self.interpolation, antialias=True),
-                v2.CenterCrop(self.crop_size),
+                *self.geometry().transforms,
                 v2.ToDtype(torch.float32, scale=True),
                 v2.Normalize(self.mean, self.std),
             ]
         )
+
+
+class LetterBox(v2.Transform):
+    """Resize so the long side is ``size``, then pad the short side evenly with black to a square."""
+
+    def __init__(self, size: int, interpolation: v2.InterpolationMode) -> None:
+        super().__init__()
+        self.size, self.interpolation = size, interpolation
+
+    def transform(self, inpt, params):
+        height, width = v2.functional.get_size(inpt)
+        scale = self.size / max(height, width)
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        out = v2.functional.resize(inpt, [new_h, new_w], interpolation=self.interpolation, antialias=True)
+        left, top = (self.size - new_w) // 2, (self.size - new_h) // 2
+        padding = [left, top, self.size - new_w - left, self.size - new_h - top]
+        return v2.functional.pad(out, padding, fill=0)
 
 
 def weights_enum(name: str, weights: str) -> torchvision.models.WeightsEnum:
@@ -83,15 +124,28 @@ def is_weights_file(weights: str | None) -> bool:
     )
 
 
-def preprocessing_for(name: str, weights: str | None, image_size: int | None = None) -> Preprocessing:
-    """The preprocessing for ``name`` with ``weights`` (the DEFAULT weights' for files / random init)."""
+def preprocessing_for(
+    name: str, weights: str | None, image_size: int | None = None, resize: ResizeMode = "crop"
+) -> Preprocessing:
+    """The preprocessing for ``name`` with ``weights`` (the DEFAULT weights' for files / random init).
+
+    Args:
+        name: torchvision model name.
+        weights: weights enum name, local file, or None.
+        image_size: square input size overriding the weights' crop size.
+        resize: how a non-square image becomes square (see ``Preprocessing``).
+    """
+    if resize not in RESIZE_MODES:
+        raise UserError(f"model.encoder.resize: unknown mode {resize!r} (choose squash, pad or crop)")
     enum = _weights_class(name)
     chosen = weights_enum(name, weights) if weights and not is_weights_file(weights) else enum.DEFAULT
     preset = chosen.transforms()
-    crop, resize = int(preset.crop_size[0]), int(preset.resize_size[0])
+    crop, resize_short = int(preset.crop_size[0]), int(preset.resize_size[0])
     if image_size is not None:
-        resize, crop = round(image_size * resize / crop), image_size
-    return Preprocessing(resize, crop, tuple(preset.mean), tuple(preset.std), preset.interpolation)
+        resize_short, crop = round(image_size * resize_short / crop), image_size
+    return Preprocessing(
+        resize_short, crop, tuple(preset.mean), tuple(preset.std), preset.interpolation, resize
+    )
 
 
 class ImageEncoder(nn.Module):
@@ -102,7 +156,8 @@ class ImageEncoder(nn.Module):
         weights: weights enum name, path to a local state dict, or None for random initialisation.
         output: ``pooled`` -> ``(B, D)``; ``grid`` -> ``(B, H*W, D)``.
         trainable_from: None (frozen), ``all``, or the first stage to fine-tune (see ``stage_names``).
-        image_size: centre-crop size overriding the weights' preprocessing.
+        image_size: square input size overriding the weights' preprocessing.
+        resize: how a non-square image becomes square: ``squash``, ``pad`` or ``crop`` (``Preprocessing``).
         load_weights: False builds the architecture only (weights then come from a checkpoint), so
             restoring a trained model never downloads anything.
     """
@@ -115,10 +170,11 @@ class ImageEncoder(nn.Module):
         trainable_from: str | None = None,
         image_size: int | None = None,
         load_weights: bool = True,
+        resize: ResizeMode = "crop",
     ) -> None:
         super().__init__()
         self.name, self.output = name, output
-        self.preprocessing = preprocessing_for(name, weights, image_size)
+        self.preprocessing = preprocessing_for(name, weights, image_size, resize)
         backbone = _build_backbone(name, weights if load_weights else None)
         self.stages = nn.ModuleDict(_trunk_stages(name, backbone))
         self.trainable_stages = self._freeze(trainable_from)

@@ -96,7 +96,7 @@ def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageE
     """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint."""
     enc = config.model.encoder
     return ImageEncoder(
-        enc.name, enc.weights, enc.output, enc.trainable_from, enc.image_size, load_weights=load_weights
+        enc.name, enc.weights, enc.output, enc.trainable_from, enc.image_size, load_weights, enc.resize
     )
 
 

@@ -29,7 +29,7 @@ def build_encoder(config: VideoConfig, load_weights: bool = True) -> ImageEncode
     enc = config.model.encoder
     # A clip classifier consumes one vector per frame, so the encoder output is always pooled.
     return ImageEncoder(
-        enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size, load_weights=load_weights
+        enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size, load_weights, enc.resize
     )
 
 

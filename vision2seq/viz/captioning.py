@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vision2seq.viz._figures import _figure, _grid
+from vision2seq.viz._figures import _grid
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -57,14 +57,8 @@ class CaptionSamples:
 
 
 def model_view(captioner: Captioner, image: Image.Image) -> Image.Image:
-    """``image`` resized and centre-cropped as the captioner's preprocessing does (without normalising)."""
-    from torchvision.transforms import v2
-
-    p = captioner.model.encoder.preprocessing
-    crop = v2.Compose(
-        [v2.Resize(p.resize_size, interpolation=p.interpolation, antialias=True), v2.CenterCrop(p.crop_size)]
-    )
-    return crop(image.convert("RGB"))
+    """``image`` made square as the captioner's preprocessing does (squash, pad or crop; not normalised)."""
+    return captioner.model.encoder.preprocessing.geometry()(image.convert("RGB"))
 
 
 def caption_samples(
@@ -323,42 +317,42 @@ def plot_metric_vs_beam(
     results: Mapping[int, Mapping[str, float]],
     keys: Sequence[str] = ("bleu_4", "cider"),
     *,
-    secondary: Sequence[str] = ("cider",),
-    ax: Any = None,
-) -> tuple[Any, Any]:
-    """Metrics against beam size, e.g. from :func:`beam_size_sweep`.
+    axes: Any = None,
+) -> tuple[Any, np.ndarray]:
+    """Metrics against beam size, e.g. from :func:`beam_size_sweep`: one panel per metric.
+
+    Each panel's y-axis starts at 0 and every point is labelled with its value, so a difference looks as
+    large as it is (two y-axes on one panel, scaled independently, made small differences look large).
 
     Args:
         results: Beam size -> metrics.
-        keys: The metrics to draw.
-        secondary: Those of ``keys`` drawn against a right-hand axis (CIDEr-D's scale is about ten times
-            BLEU's).
-        ax: Axes to draw into; a new figure by default.
+        keys: The metrics to draw, one panel each.
+        axes: Axes to draw into (at least one per key); a new figure by default.
 
     Returns:
-        ``(fig, ax)``: the left-hand axes (the right-hand one, if any, is ``ax.right_ax``).
+        ``(fig, axes)``: the panels, in the order of ``keys``.
     """
     beams = sorted(results)
     if not beams:
         raise ValueError("no results to plot")
-    fig, ax = _figure(ax, (6, 4))
-    left = [k for k in keys if k not in secondary]
-    right = [k for k in keys if k in secondary]
-    colours = iter(f"C{i}" for i in range(10 * len(keys)))
-    lines = []
-    for k in left:
-        lines += ax.plot(beams, [results[b][k] for b in beams], marker="o", color=next(colours), label=k)
-    ax.set_xlabel("beam size")
-    ax.set_xticks(beams)
-    ax.set_ylabel(", ".join(left) if left else "")
-    ax.grid(alpha=0.3)
-    if right:
-        other = ax.twinx() if left else ax
-        for k in right:
-            values = [results[b][k] for b in beams]
-            lines += other.plot(beams, values, marker="s", linestyle="--", color=next(colours), label=k)
-        other.set_ylabel(", ".join(right))
-        ax.right_ax = other
-    ax.legend(lines, [line.get_label() for line in lines], loc="best", fontsize=9)
-    ax.set_title(" / ".join(keys) + " vs beam size")
-    return fig, ax
+    fig, flat = _grid(len(keys), len(keys), axes, panel=(3.6, 3.2))
+    for i, (key, ax) in enumerate(zip(keys, flat, strict=False)):
+        values = [results[b][key] for b in beams]
+        ax.plot(beams, values, marker="o", color=f"C{i}", label=key)
+        for beam, value in zip(beams, values, strict=True):
+            ax.annotate(
+                f"{value:.3f}",
+                (beam, value),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+            )
+        ax.set_ylim(0, max(values) * 1.15 if max(values) > 0 else 1)
+        ax.set_xticks(beams)
+        ax.set_xlabel("beam size")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    if axes is None:
+        fig.tight_layout()
+    return fig, flat[: len(keys)]
