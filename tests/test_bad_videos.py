@@ -328,7 +328,7 @@ def test_frames_over_the_pixel_limit_are_refused_before_decoding(
         read_sampled_frames(path, lambda n: list(range(n)))
     message = str(caught.value)
     assert message == (
-        f"cannot read video {path if kind == 'file' else path / 'frame000001.jpg'}: frames of 48x32 pixels "
+        f"{path if kind == 'file' else path / 'frame000001.jpg'}: frames of 48x32 pixels "
         "exceed the limit of 1535 pixels per frame (8K UHD is 7680x4320); scale the video down first"
     )
     assert not calls

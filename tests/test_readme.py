@@ -61,7 +61,10 @@ FAST_VIDEO = [
 
 
 def readme_blocks() -> list[tuple[str, str]]:
-    return [(lang, code) for lang, code in BLOCK.findall(README.read_text(encoding="utf-8"))]
+    """The code blocks (``text`` blocks are pictures, such as the package layout, not code)."""
+    return [
+        (lang, code) for lang, code in BLOCK.findall(README.read_text(encoding="utf-8")) if lang != "text"
+    ]
 
 
 def shell_commands(code: str) -> list[str]:

@@ -278,7 +278,7 @@ def test_bad_video_is_its_error_line_or_raises_from_load(folders: Path, tmp_path
         dataset.load(2)
     message = dataset[2]
     assert isinstance(message, str) and "\n" not in message
-    assert message.startswith(f"cannot read video {tmp_path / 'broken.avi'}: not a video file")
+    assert message.startswith(f"{tmp_path / 'broken.avi'}: not a video file")
     assert dataset[0][0].shape == (4, 3, 32, 32)
 
 

@@ -305,6 +305,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "early_stopping_patience": COUNT,
         "val_every": POSITIVE_INT,
         "num_workers": COUNT,
+        "threads": POSITIVE_INT,
         "checkpoint_every": COUNT,
         "max_steps": POSITIVE_INT,
     },
