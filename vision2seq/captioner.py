@@ -22,6 +22,7 @@ from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.models.captioner import CaptionModel
 from vision2seq.models.generation import with_settings
+from vision2seq.resources import worker_count
 from vision2seq.tasks import captioning, checkpoint_task
 
 
@@ -118,7 +119,7 @@ class Captioner:
         loader = DataLoader(
             ImageFiles(paths, self.transform),
             batch_size=batch_size,
-            num_workers=min(num_workers, max(0, len(paths) // batch_size)),
+            num_workers=min(worker_count(num_workers), len(paths) // batch_size),
             collate_fn=collate_good,
             pin_memory=self.device.type == "cuda",
         )

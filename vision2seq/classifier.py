@@ -26,6 +26,7 @@ from vision2seq.data.video_clips import VideoClipDataset, frames_to_clip
 from vision2seq.data.video_datasets import VideoSample
 from vision2seq.data.video_loaders import IndexedClips
 from vision2seq.models.clip_classifier import VideoModel
+from vision2seq.resources import worker_count
 from vision2seq.tasks import checkpoint_task, video_classification
 from vision2seq.tasks.video_classification import VideoClassificationTask
 
@@ -168,7 +169,7 @@ class VideoClassifier:
             IndexedClips(clips),
             batch_size=batch_size,
             collate_fn=collate_good,
-            num_workers=min(num_workers, len(paths) // max(1, batch_size)),
+            num_workers=min(worker_count(num_workers), len(paths) // max(1, batch_size)),
         )
         results: dict[int, VideoPrediction] = {}
         show = progress if progress is not None else len(paths) > batch_size

@@ -198,8 +198,10 @@ class VideoDataConfig:
     split: int = 1
     """Official split number (1-3) for UCF101/HMDB51."""
     val_annotations: str | None = None
-    """CSV format only: the validation list (default: a seeded split of ``annotations``)."""
+    """CSV format only: the validation list (default: the CSV's ``split`` column, else a seeded split)."""
     val_fraction: float = 0.2
+    """Share of the training list carved out (seeded, group-aware) as the validation split when the
+    layout has none of its own (UCF101/HMDB51 train lists, class folders, CSV without a split)."""
     num_frames: int = 8
     """Frames per clip (T)."""
     sampling: Literal["segment", "dense"] = "segment"
@@ -211,7 +213,8 @@ class VideoDataConfig:
     cache_features: bool = True
     """Cache a frozen encoder's per-frame features on disk so epochs never decode video."""
     cache_frames: int = 32
-    """Frames per video in the feature cache, spread evenly; clips are sampled from these."""
+    """About this many frames per video in the feature cache: whole clips (as ``classify`` samples them)
+    at evenly spread positions, so evaluation reads exactly its clips and training draws among them."""
     cache_dir: str | None = None
     skip_missing: bool = False
     """Skip listed videos that do not exist instead of stopping with an error."""

@@ -226,7 +226,7 @@ def train_motion_classifier(
         classes: Class names (keys of :data:`MOTION_CLASSES`).
         groups: Groups per class.
         clips_per_group: Clips per group.
-        test_groups: Groups of the test split (which UCF101-style training also validates on).
+        test_groups: Groups of the test split (validation is carved out of the training groups).
         num_frames: Frames per generated video (all of them are cached).
         size: Frame size in pixels.
         overrides: Extra ``key=value`` config overrides (e.g. ``train.epochs=30``).

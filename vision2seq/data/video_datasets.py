@@ -167,7 +167,10 @@ def parse_ucf101(
                 raise UserError(f"{where}: label {rest[0]!r} is not in 1..{len(class_names)}")
             label = int(rest[0]) - 1
         else:  # test lists only have the path; its folder is the class
-            folder = PurePosixPath(relative).parts[0]
+            parts = PurePosixPath(relative).parts
+            if len(parts) < 2:
+                raise UserError(f"{where}: {relative!r} is not <Class>/<clip> (no class folder)")
+            folder = parts[0]
             if folder.lower() not in index:
                 raise UserError(f"{where}: class folder {folder!r} is not in classInd.txt")
             label = index[folder.lower()]
