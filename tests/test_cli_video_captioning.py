@@ -115,3 +115,23 @@ def test_checkpoints_of_the_other_video_task_are_refused(run, tiny_video, capsys
     code, _, err = run_cli(capsys, "classify", "--checkpoint", best, str(tiny_video.data))
     assert code == 1
     assert_one_error(err, "classify", "'video_captioning' checkpoint", "use `vision2seq caption`")
+
+
+@pytest.mark.xfail(
+    reason="needs `vision2seq caption` wired to video_captioner.load_captioner (issue 11 report); "
+    "remove this marker with that hunk",
+    strict=True,
+)
+def test_caption_command_captions_clips_and_reports_bad_ones(run, tmp_path, capsys):
+    root, _, best, clips = run
+    good = [root / "videos" / f"{c.key}.mp4" for c in clips if c.split == "test"][:2]
+    for clip in good:
+        shutil.copy(clip, tmp_path)
+    make_truncated(good[0], tmp_path / "broken.mp4", keep_fraction=0.02)
+    code, out, err = run_cli(capsys, "caption", "--checkpoint", best, "--json", "--workers", "0", tmp_path)
+    assert code == 1
+    rows = json.loads(out)
+    assert sorted(Path(r["file"]).name for r in rows) == sorted(c.name for c in good)
+    assert all(set(r) == {"file", "caption"} and isinstance(r["caption"], str) for r in rows)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "broken.mp4" in lines[0] and "Traceback" not in err
