@@ -256,7 +256,7 @@ class VideoCaptionDataConfig:
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     """Splits trained on (``train``, ``val``, ``test``; MSR-VTT's ``validate`` is ``val``)."""
     val_split: str = "val"
-    test_split: str = "test"
+    """The split validated on during training (``evaluate --split`` picks any)."""
     min_word_freq: int = 2
     """Words seen fewer times in the training captions map to ``<unk>``."""
     max_caption_len: int = 30
