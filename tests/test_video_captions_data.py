@@ -105,6 +105,15 @@ def test_msvd_split_follows_the_mapping_order(tmp_path):
     assert clips[0].path == tmp_path / "videos" / f"{names[0]}.avi"
 
 
+def test_msvd_split_follows_the_vid_numbers_when_lines_are_shuffled(tmp_path):
+    names, descriptions, mapping = msvd_dataset(tmp_path)
+    lines = mapping.read_text().splitlines()
+    mapping.write_text("\n".join(lines[5:] + lines[:5]) + "\n")  # vid6..vid10 first
+    clips = parse_msvd(tmp_path / "videos", descriptions, mapping, (6, 2, 2))
+    assert [c.key for c in clips] == names
+    assert [c.split for c in clips] == ["train"] * 6 + ["val"] * 2 + ["test"] * 2
+
+
 def test_msvd_standard_split_needs_the_full_mapping(tmp_path):
     _, descriptions, mapping = msvd_dataset(tmp_path)
     with pytest.raises(AnnotationError, match=r"lists 10 clips, fewer than the 1200\+100\+670"):

@@ -249,10 +249,10 @@ class VideoCaptionDataConfig:
     """MSR-VTT only: a second file whose videos join those of ``annotations`` (the official
     ``test_videodatainfo.json``); every video keeps the ``split`` it names."""
     mapping: str | None = None
-    """MSVD only: the id mapping file (``youtube_mapping.txt``: ``<clip> vid<N>`` lines) whose line order
-    defines the split."""
+    """MSVD only: the id mapping file (``youtube_mapping.txt``: ``<clip> vid<N>`` lines) whose ids, in
+    order, define the split."""
     msvd_split: list[int] = field(default_factory=lambda: [1200, 100, 670])
-    """MSVD only: how many clips of the mapping file, in its order, are train, val and test."""
+    """MSVD only: how many clips of the mapping file, in ``vid<N>`` order, are train, val and test."""
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     """Splits trained on (``train``, ``val``, ``test``; MSR-VTT's ``validate`` is ``val``)."""
     val_split: str = "val"

@@ -73,7 +73,7 @@ def load_clips(config: VideoCaptioningConfig, splits: list[str]) -> list[Caption
     else:
         if d.mapping is None:
             raise ConfigError(
-                "data.mapping: MSVD needs the id mapping file (youtube_mapping.txt) whose order defines "
+                "data.mapping: MSVD needs the id mapping file (youtube_mapping.txt) whose ids define "
                 "the train/val/test split"
             )
         clips = parse_msvd(d.videos, d.annotations, d.mapping, d.msvd_split)

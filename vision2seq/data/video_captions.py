@@ -6,8 +6,8 @@
   second file's videos join the first's; every video keeps the split it names).
 * **MSVD** (YouTube2Text): ``AllVideoDescriptions.txt`` (``<clip> <caption>`` lines; lines starting with
   ``#`` are comments), clips at ``<videos>/<clip>.avi``, and the id mapping file (``youtube_mapping.txt``:
-  ``<clip> vid<N>`` lines) whose order gives the standard split: the first 1,200 clips train, the next
-  100 validate, the next 670 test.
+  ``<clip> vid<N>`` lines) whose ids give the standard split: ``vid1``..``vid1200`` train, the next 100
+  validate, the next 670 test (in line order when the file has no ``vid<N>`` ids).
 
 A clip may also be a folder of extracted frames named like the clip without its suffix. Clip names
 that would leave the ``videos`` folder are refused. Listed clips that do not exist are one error (or, with
@@ -173,8 +173,9 @@ def parse_msvd(
     Args:
         videos: Folder of the ``<clip>.avi`` clips.
         descriptions: ``AllVideoDescriptions.txt``.
-        mapping: ``youtube_mapping.txt`` (``<clip> vid<N>`` lines); its first ``split_sizes[0]`` clips are
-            train, the next ``split_sizes[1]`` val, the next ``split_sizes[2]`` test.
+        mapping: ``youtube_mapping.txt`` (``<clip> vid<N>`` lines); in ``vid<N>`` order (line order if
+            some line has no such id) its first ``split_sizes[0]`` clips are train, the next
+            ``split_sizes[1]`` val, the next ``split_sizes[2]`` test.
         split_sizes: Clips per split (the standard 1,200 / 100 / 670).
 
     Raises:
@@ -186,12 +187,16 @@ def parse_msvd(
         raise AnnotationError(
             f"data.msvd_split: expected three clip counts (train, val, test), got {list(split_sizes)}"
         )
-    order: list[str] = []
+    listed: dict[str, int | None] = {}
     for n, line in _lines(mapping, "MSVD id mapping file (youtube_mapping.txt)"):
-        name = line.split()[0]
-        if name in order:
+        name, *rest = line.split()
+        if name in listed:
             raise AnnotationError(f"{mapping}:{n}: clip {name!r} is listed twice")
-        order.append(name)
+        number = rest[0][3:] if rest and rest[0].startswith("vid") else ""
+        listed[name] = int(number) if number.isascii() and number.isdigit() else None
+    order = list(listed)
+    if all(v is not None for v in listed.values()):
+        order.sort(key=lambda name: listed[name])  # the split is by vid<N> number
     if len(order) < sum(split_sizes):
         raise AnnotationError(
             f"{mapping}: lists {len(order)} clips, fewer than the {'+'.join(map(str, split_sizes))} of the "
