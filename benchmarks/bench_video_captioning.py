@@ -165,7 +165,7 @@ def run(ctx: Context) -> list[Figure]:
     figures.append(
         Figure(
             key="video_caption_train_cache_speedup",
-            title="video-caption train steps/s, feature cache vs decoding + encoder each step (informational)",
+            title="video-caption train steps/s, feature cache vs decoding + encoder per step (informational)",
             value=round(t.ratio("decoded", "cache", scale), 2),
             target=None,
             baseline=f"the same steps with data.cache_features=false: clips decoded (2 workers), "
