@@ -7,17 +7,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vision2seq.config import GenerationConfig, load_config
+from vision2seq.checkpoint import CheckpointError, save_checkpoint
+from vision2seq.config import GenerationConfig, config_to_dict, load_config
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
 from vision2seq.tasks.video_captioning import build_model
+from vision2seq.video_captioner import VideoCaptioner, load_captioner
 
 B, T, VOCAB_WORDS = 3, 6, 9
 VOCAB = Vocabulary(["<pad>", "<bos>", "<eos>", "<unk>", *(f"w{i}" for i in range(VOCAB_WORDS))])
 
 
-def tiny_model(kind: str = "lstm", bidirectional: bool = True, seed: int = 0) -> VideoCaptionModel:
-    config = load_config(
+def tiny_config(kind: str = "lstm", bidirectional: bool = True):
+    return load_config(
         None,
         [
             "task=video_captioning",
@@ -30,10 +32,15 @@ def tiny_model(kind: str = "lstm", bidirectional: bool = True, seed: int = 0) ->
             "model.decoder.embed_dim=8",
             "model.decoder.hidden_dim=12",
             "model.decoder.attention_dim=8",
+            "generation.beam_size=2",
+            "generation.max_len=6",
         ],
     )
+
+
+def tiny_model(kind: str = "lstm", bidirectional: bool = True, seed: int = 0) -> VideoCaptionModel:
     torch.manual_seed(seed)
-    model = build_model(config, VOCAB, load_weights=False)
+    model = build_model(tiny_config(kind, bidirectional), VOCAB, load_weights=False)
     with torch.no_grad():  # non-trivial normalisation statistics, as after training
         model.temporal.norm.running_mean.normal_()
         model.temporal.norm.running_var.uniform_(0.5, 2.0)
@@ -133,3 +140,23 @@ def test_unknown_temporal_kind_and_bad_shapes_are_refused():
         TemporalEncoder(8, kind="gru")
     with pytest.raises(ValueError, match=r"must be \(B, T, D\)"):
         tiny_model().memory(torch.randn(2, 512))
+
+
+def test_a_saved_model_is_restored_by_the_captioner_and_damaged_checkpoints_are_refused(tmp_path):
+    model, config = tiny_model(), tiny_config()
+    payload = {
+        "task": "video_captioning",
+        "config": config_to_dict(config),
+        "extras": {"vocab": VOCAB.to_list()},
+        "model": model.state_dict(),
+    }
+    save_checkpoint(tmp_path / "best.pt", payload)
+    captioner = load_captioner(tmp_path / "best.pt", device="cpu")
+    assert isinstance(captioner, VideoCaptioner)
+    frames = torch.randn(2, T, 3, 32, 32)
+    expected = model.generate(model.features({"frames": frames}), config.generation).tokens
+    assert captioner.caption_frames(frames)[0] == [" ".join(VOCAB.decode(t)) for t in expected]
+
+    save_checkpoint(tmp_path / "damaged.pt", {**payload, "extras": {}})
+    with pytest.raises(CheckpointError, match=r"damaged 'video_captioning' checkpoint: .*extras\.vocab"):
+        VideoCaptioner.from_checkpoint(tmp_path / "damaged.pt", device="cpu")
