@@ -31,6 +31,7 @@ from benchmarks import (
     bench_cuda_amp,
     bench_memory,
     bench_training_cache,
+    bench_video_captioning,
     bench_video_pipeline,
 )
 from benchmarks.common import Context, Figure, machine_info
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "video_pipeline": bench_video_pipeline.run,
     "memory": bench_memory.run,
     "cuda_amp": bench_cuda_amp.run,
+    "video_captioning": bench_video_captioning.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 

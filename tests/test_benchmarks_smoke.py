@@ -33,6 +33,8 @@ EXPECTED = {
     "memory_peak_anon_ratio",
     "cuda_bf16_encoder_speedup",
     "cuda_bf16_train_step_speedup",
+    "video_caption_end_to_end_fraction",
+    "video_caption_train_cache_speedup",
 }
 CUDA_ONLY = {"cuda_bf16_encoder_speedup", "cuda_bf16_train_step_speedup"}
 

@@ -248,8 +248,104 @@ class VideoConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-ExperimentConfig = CaptioningConfig | VideoConfig
-SCHEMAS: dict[str, type] = {"captioning": CaptioningConfig, "video_classification": VideoConfig}
+# --------------------------------------------------------------------------------------------------
+# Video captioning
+
+
+@dataclass
+class VideoCaptionDataConfig:
+    videos: str = ""
+    """Folder of the clips: MSR-VTT ``<video_id>.mp4``, MSVD ``<clip>.avi`` (or a frame folder named like
+    the clip, without suffix)."""
+    annotations: str = ""
+    """MSR-VTT: ``train_val_videodatainfo.json`` (or one file holding all three splits); MSVD:
+    ``AllVideoDescriptions.txt``."""
+    format: Literal["auto", "msrvtt", "msvd"] = "auto"
+    """``auto``: a ``.json`` file is MSR-VTT, a text file MSVD."""
+    test_annotations: str | None = None
+    """MSR-VTT only: a second file whose videos join those of ``annotations`` (the official
+    ``test_videodatainfo.json``); every video keeps the ``split`` it names."""
+    mapping: str | None = None
+    """MSVD only: the id mapping file (``youtube_mapping.txt``: ``<clip> vid<N>`` lines) whose ids, in
+    order, define the split."""
+    msvd_split: list[int] = field(default_factory=lambda: [1200, 100, 670])
+    """MSVD only: how many clips of the mapping file, in ``vid<N>`` order, are train, val and test."""
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    """Splits trained on (``train``, ``val``, ``test``; MSR-VTT's ``validate`` is ``val``)."""
+    val_split: str = "val"
+    """The split validated on during training (``evaluate --split`` picks any)."""
+    min_word_freq: int = 2
+    """Words seen fewer times in the training captions map to ``<unk>``."""
+    max_caption_len: int = 30
+    """Training captions are truncated to this many tokens."""
+    max_val_videos: int | None = None
+    """Score only the first N validation clips each epoch (faster validation); null scores all."""
+    num_frames: int = 16
+    """Frames per clip (T) the temporal encoder reads."""
+    sampling: Literal["segment", "dense"] = "segment"
+    """As for video classification: ``segment`` (TSN; random within T segments when training, their
+    centres otherwise) or ``dense`` (T consecutive frames every ``frame_stride``)."""
+    frame_stride: int = 2
+    cache_features: bool = True
+    """Cache a frozen encoder's per-frame features on disk (shared with video classification)."""
+    cache_frames: int = 32
+    """Frames per video in the feature cache, spread evenly; clips are sampled from these."""
+    cache_dir: str | None = None
+    """Feature-cache folder; null uses ``$VISION2SEQ_CACHE`` or ``~/.cache/vision2seq``."""
+    skip_missing: bool = False
+    """Skip listed clips that do not exist (reported once) instead of stopping with an error."""
+
+
+@dataclass
+class VideoCaptionTemporalConfig:
+    kind: Literal["lstm", "mean"] = "lstm"
+    """``lstm``: an order-aware LSTM over the frame features, attended over time by the decoder;
+    ``mean``: the order-blind baseline (the mean frame feature is the decoder's only memory)."""
+    hidden_dim: int = 512
+    """LSTM hidden size per direction."""
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    """Dropout on the frame features and between LSTM layers."""
+
+
+@dataclass
+class VideoCaptionDecoderConfig:
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    attention_dim: int = 256
+    num_layers: int = 1
+    dropout: float = 0.3
+    alpha_c: float = 0.0
+    """Weight of the doubly stochastic attention regulariser (every frame attended about once)."""
+
+
+@dataclass
+class VideoCaptionModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """The per-frame CNN; its output is always pooled (one vector per frame)."""
+    temporal: VideoCaptionTemporalConfig = field(default_factory=VideoCaptionTemporalConfig)
+    decoder: VideoCaptionDecoderConfig = field(default_factory=VideoCaptionDecoderConfig)
+    """The attention decoder of image captioning, attending over the encoded frames."""
+
+
+@dataclass
+class VideoCaptioningConfig:
+    task: Literal["video_captioning"] = "video_captioning"
+    output_dir: str = "runs/video_captioning"
+    seed: int = 0
+    data: VideoCaptionDataConfig = field(default_factory=VideoCaptionDataConfig)
+    model: VideoCaptionModelConfig = field(default_factory=VideoCaptionModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+ExperimentConfig = CaptioningConfig | VideoConfig | VideoCaptioningConfig
+SCHEMAS: dict[str, type] = {
+    "captioning": CaptioningConfig,
+    "video_classification": VideoConfig,
+    "video_captioning": VideoCaptioningConfig,
+}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -23,11 +23,12 @@ from types import ModuleType
 from typing import Any
 
 from vision2seq.checkpoint import CheckpointError
-from vision2seq.tasks import captioning, video_classification
+from vision2seq.tasks import captioning, video_captioning, video_classification
 
 TASKS: dict[str, ModuleType] = {
     "captioning": captioning,
     "video_classification": video_classification,
+    "video_captioning": video_captioning,
 }
 
 

@@ -1,0 +1,149 @@
+"""The video-captioning task: its loss, predictions and evaluator, and how its model and loaders are built
+from a config or restored from a checkpoint (the names every task module exposes; see ``tasks``).
+
+The loss, predictions and metrics are image captioning's (teacher-forced cross-entropy, captions judged by
+generating, COCO caption metrics with the same keys); what differs is the model (an order-aware encoder
+over the frames before the attention decoder) and the data (clips through the video frame pipeline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vision2seq.config import VideoCaptioningConfig
+from vision2seq.data.tokenizer import detokenize
+from vision2seq.data.vocab import Vocabulary
+from vision2seq.distributed import SINGLE, DistContext
+from vision2seq.engine import seed_everything
+from vision2seq.models.captioner import AttentionDecoder, attention_regularization
+from vision2seq.models.encoder import ImageEncoder
+from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
+from vision2seq.tasks.captioning import BatchCaptionEvaluator
+from vision2seq.tasks.common import Built, Restored, apply_overrides
+
+NAME = "video_captioning"
+COMMAND = "vision2seq caption"
+"""The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
+EXTRAS = "vocab"
+"""The entry of a checkpoint's ``extras`` this task needs (a list)."""
+
+
+class VideoCaptioningTask:
+    """Cross-entropy with teacher forcing (+ optional attention penalty over frames); judged by generating."""
+
+    name = NAME
+    inputs = ("frames", "features")
+    monitor = "cider"
+
+    def __init__(self, config: VideoCaptioningConfig, vocab: Vocabulary) -> None:
+        self.config, self.vocab = config, vocab
+
+    def training_step(self, model: VideoCaptionModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        captions = batch["captions"]  # (B, L) <bos> ... <eos> <pad>...
+        out = model(batch)
+        targets = captions[:, 1:]  # (B, L-1)
+        loss = F.cross_entropy(
+            out.logits.reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=self.vocab.pad_id
+        )
+        losses = {"loss": loss, "xent": loss.detach()}
+        alpha_c = self.config.model.decoder.alpha_c
+        if out.alphas is not None and alpha_c > 0:
+            reg = attention_regularization(out.alphas, targets != self.vocab.pad_id)
+            losses["loss"] = loss + alpha_c * reg
+            losses["attention_reg"] = reg.detach()
+        return losses
+
+    def predict_step(self, model: VideoCaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
+        result = model.generate(model.features(batch), self.config.generation)
+        return {
+            key: detokenize(self.vocab.decode(tokens))
+            for key, tokens in zip(batch["keys"], result.tokens, strict=True)
+        }
+
+    def make_evaluator(self) -> BatchCaptionEvaluator:
+        return BatchCaptionEvaluator()
+
+    def parameter_groups(self, model: VideoCaptionModel) -> list[dict[str, Any]]:
+        return [
+            {
+                "params": [*model.temporal.parameters(), *model.decoder.parameters()],
+                "lr": self.config.train.lr,
+            },
+            {"params": list(model.encoder.parameters()), "lr": self.config.model.encoder.lr},
+        ]
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {EXTRAS: self.vocab.to_list()}
+
+
+def build_encoder(config: VideoCaptioningConfig, load_weights: bool = True) -> ImageEncoder:
+    """The configured per-frame encoder; ``load_weights=False`` when its weights come from a checkpoint."""
+    enc = config.model.encoder
+    # The temporal encoder reads one vector per frame, so the encoder output is always pooled.
+    return ImageEncoder(
+        enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size, load_weights=load_weights
+    )
+
+
+def build_model(
+    config: VideoCaptioningConfig,
+    vocab: Vocabulary,
+    encoder: ImageEncoder | None = None,
+    load_weights: bool = True,
+) -> VideoCaptionModel:
+    """Encoder (built unless given), temporal encoder and attention decoder, as configured."""
+    t, dec = config.model.temporal, config.model.decoder
+    encoder = encoder or build_encoder(config, load_weights)
+    temporal = TemporalEncoder(
+        encoder.feature_dim,
+        kind=t.kind,
+        hidden_dim=t.hidden_dim,
+        num_layers=t.num_layers,
+        bidirectional=t.bidirectional,
+        dropout=t.dropout,
+    )
+    decoder = AttentionDecoder(
+        temporal.output_dim,
+        len(vocab),
+        embed_dim=dec.embed_dim,
+        hidden_dim=dec.hidden_dim,
+        attention_dim=dec.attention_dim,
+        num_layers=dec.num_layers,
+        dropout=dec.dropout,
+        pad_id=vocab.pad_id,
+    )
+    return VideoCaptionModel(encoder, temporal, decoder, vocab.bos_id, vocab.eos_id)
+
+
+def build(config: VideoCaptioningConfig, device: torch.device, dist: DistContext = SINGLE) -> Built:
+    """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
+    from vision2seq.data.video_caption_loaders import build_video_caption_data
+
+    encoder = build_encoder(config)
+    data = build_video_caption_data(config, encoder, device, dist)
+    seed_everything(config.seed + 1)  # model init independent of whether the cache already existed
+    model = build_model(config, data.vocab, encoder=encoder)
+    return Built(VideoCaptioningTask(config, data.vocab), model, data.train, data.val)
+
+
+def eval_loader(config: VideoCaptioningConfig, model: VideoCaptionModel, split: str, device: torch.device):
+    """One item per clip of ``split``, with its references (features from the cache when frozen)."""
+    from vision2seq.data.video_caption_loaders import build_eval_loader
+
+    return build_eval_loader(config, model.encoder, device, split)
+
+
+def restore(
+    checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
+) -> Restored:
+    """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
+    config = apply_overrides(checkpoint, source, overrides)
+    vocab = Vocabulary(checkpoint["extras"][EXTRAS])
+    task = VideoCaptioningTask(config, vocab)
+    return Restored.build(
+        task, lambda: build_model(config, vocab, load_weights=False), checkpoint, source, device
+    )
