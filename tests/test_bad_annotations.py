@@ -133,14 +133,14 @@ CAPTION_CASES: dict[str, CaptionCase] = {
         lambda d, ds, s: _json(
             d, {"images": [{"filename": "../../etc/passwd", "split": s, "sentences": [{"raw": "x"}]}]}
         ),
-        ("path '../../etc/passwd' escapes the dataset root",),
+        ("path '../../etc/passwd' leaves the dataset root",),
     ),
     "absolute_path": (
         lambda d, ds, s: _json(
             d,
             {"images": [{"filepath": "/etc", "filename": "passwd", "split": s, "sentences": [{"raw": "x"}]}]},
         ),
-        ("path '/etc/passwd' escapes the dataset root",),
+        ("path '/etc/passwd' leaves the dataset root",),
     ),
     "annotations_not_found": (lambda d, ds, s: d / "nope.json", ("nope.json: file not found",)),
     "missing_images": (

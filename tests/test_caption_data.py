@@ -95,7 +95,7 @@ def test_bad_annotation_files(tmp_path):
     with pytest.raises(AnnotationError, match=r"images\[0\] needs 'filename'"):
         load_caption_dataset(bad, tmp_path)
     bad.write_text(json.dumps({"images": [{"filename": "../../etc/passwd", "sentences": [{"raw": "x"}]}]}))
-    with pytest.raises(AnnotationError, match="escapes the dataset root"):
+    with pytest.raises(AnnotationError, match="leaves the dataset root"):
         load_caption_dataset(bad, tmp_path)
     bad.write_text(
         json.dumps({"images": [{"filename": f"{i}.jpg", "sentences": [{"raw": "x"}]} for i in range(5)]})

@@ -102,7 +102,7 @@ def test_load_captioner_picks_the_video_captioner_and_expands_video_inputs(run, 
     paths, errors = find_inputs(captioner, [str(folder), pattern, nothing])
     assert [p.name for p in paths[:3]] == sorted(f"{c.key}.mp4" for c in clips[:3])
     assert [p.name for p in paths[3:]] == sorted(f"{c.key}.mp4" for c in clips if c.split == "test")
-    assert errors == [f"{nothing}: pattern matched no files"]
+    assert errors == [f"{nothing}: pattern matched no video files"]
 
 
 def test_checkpoints_of_the_other_video_task_are_refused(run, tiny_video, capsys):
@@ -117,11 +117,6 @@ def test_checkpoints_of_the_other_video_task_are_refused(run, tiny_video, capsys
     assert_one_error(err, "classify", "'video_captioning' checkpoint", "use `vision2seq caption`")
 
 
-@pytest.mark.xfail(
-    reason="needs `vision2seq caption` wired to video_captioner.load_captioner (issue 11 report); "
-    "remove this marker with that hunk",
-    strict=True,
-)
 def test_caption_command_captions_clips_and_reports_bad_ones(run, tmp_path, capsys):
     root, _, best, clips = run
     good = [root / "videos" / f"{c.key}.mp4" for c in clips if c.split == "test"][:2]

@@ -179,21 +179,23 @@ def _numeric_fields(cls: type, prefix: str = ""):
             continue
         base = {a for a in typing.get_args(tp) if a is not type(None)} or {tp}
         if base & {int, float}:
-            yield prefix + f.name, cls, f.name, next(iter(base & {int, float}))
+            yield prefix + f.name, cls, f.name, next(iter(base & {int, float})), typing.get_origin(tp) is list
 
 
 @pytest.mark.parametrize("task", sorted(SCHEMAS))
 def test_every_numeric_key_has_a_range_that_is_enforced(task):
-    for key, cls, name, tp in _numeric_fields(SCHEMAS[task]):
+    for key, cls, name, tp, is_list in _numeric_fields(SCHEMAS[task]):
         bounds = RANGES.get(cls, {}).get(name)
         assert bounds is not None, f"{key} has no range in config.RANGES"
         step = 1 if tp is int else 0.5
         outside = [] if bounds.low is None else [bounds.low if bounds.low_open else bounds.low - step]
         outside += [] if bounds.high is None else [bounds.high if bounds.high_open else bounds.high + step]
-        for value in outside:
+        for value in outside:  # a list key checks each of its values
+            given = f"[{tp(value)}]" if is_list else f"{tp(value)}"
             with pytest.raises(ConfigError, match=re.escape(f"key '{key}' must be {bounds.describe()}")):
-                load_config(None, [f"task={task}", f"{key}={tp(value)}"])
+                load_config(None, [f"task={task}", f"{key}={given}"])
         default = getattr(cls(), name)  # the defaults lie inside their ranges
+        default = f"[{','.join(map(str, default))}]" if is_list else default
         load_config(None, [f"task={task}", f"{key}={'null' if default is None else default}"])
 
 

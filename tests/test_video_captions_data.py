@@ -68,7 +68,7 @@ def test_msrvtt_video_ids_cannot_leave_the_videos_folder(tmp_path, video_id):
         "sentences": [{"video_id": video_id, "caption": "a clip"}],
     }
     (tmp_path / "info.json").write_text(json.dumps(data))
-    with pytest.raises(AnnotationError, match="escapes the dataset root"):
+    with pytest.raises(AnnotationError, match="leaves the dataset root"):
         parse_msrvtt(tmp_path / "videos", [tmp_path / "info.json"])
 
 

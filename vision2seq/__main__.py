@@ -53,14 +53,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from vision2seq.captioner import Captioner
-    from vision2seq.data.images import find_images
     from vision2seq.resources import configure_threads, worker_count
+    from vision2seq.video_captioner import find_inputs, load_captioner
 
     workers = worker_count(args.workers)
     configure_threads(args.threads, workers, announce=_announce(args))
-    captioner = Captioner.from_checkpoint(args.checkpoint, device=args.device)
-    paths, missing = find_images(args.paths)
+    captioner = load_captioner(args.checkpoint, device=args.device)  # image or video, by the checkpoint
+    paths, missing = find_inputs(captioner, args.paths)
     for line in missing:
         report(line)
     generation = {"beam_size": args.beam_size, "max_len": args.max_len}
@@ -282,11 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "caption",
-        help="caption image files, folders or glob patterns",
-        description="Print a caption for every image; unreadable images are reported on stderr and skipped.",
+        help="caption images or video clips: files, folders or glob patterns",
+        description="Print a caption for every image (or clip, with a video-captioning checkpoint); "
+        "unreadable files are reported on stderr and skipped.",
     )
-    p.add_argument("--checkpoint", required=True, help="a captioning checkpoint (best.pt)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders, or glob patterns")
+    p.add_argument("--checkpoint", required=True, help="an image or video captioning checkpoint (best.pt)")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="images or clips (files, frame folders), folders, or globs"
+    )
     p.add_argument(
         "--beam-size", type=int_at_least(1), default=None, help="beam width (1 = greedy; default: config)"
     )

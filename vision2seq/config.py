@@ -439,6 +439,25 @@ RANGES: dict[type, dict[str, Range]] = {
     },
     TemporalConfig: {"hidden_dim": POSITIVE_INT, "num_layers": POSITIVE_INT, "dropout": FRACTION},
     VideoConfig: {"seed": Range(0, 2**32 - 1)},
+    VideoCaptionDataConfig: {
+        "msvd_split": COUNT,
+        "min_word_freq": POSITIVE_INT,
+        "max_caption_len": POSITIVE_INT,
+        "max_val_videos": POSITIVE_INT,
+        "num_frames": POSITIVE_INT,
+        "frame_stride": POSITIVE_INT,
+        "cache_frames": POSITIVE_INT,
+    },
+    VideoCaptionTemporalConfig: {"hidden_dim": POSITIVE_INT, "num_layers": POSITIVE_INT, "dropout": FRACTION},
+    VideoCaptionDecoderConfig: {
+        "embed_dim": POSITIVE_INT,
+        "hidden_dim": POSITIVE_INT,
+        "attention_dim": POSITIVE_INT,
+        "num_layers": POSITIVE_INT,
+        "dropout": FRACTION,
+        "alpha_c": NON_NEGATIVE,
+    },
+    VideoCaptioningConfig: {"seed": Range(0, 2**32 - 1)},
 }
 """Every int/float key of every schema (``tests/test_config.py`` checks that none is missing)."""
 
@@ -572,7 +591,8 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
         kwargs[name] = _check(hints[name], raw[name], prefix + name, source)
         bounds = RANGES.get(cls, {}).get(name)
         if bounds is not None and kwargs[name] is not None:
-            bounds.check(kwargs[name], prefix + name, source)
+            for value in kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]:
+                bounds.check(value, prefix + name, source)
     return cls(**kwargs)
 
 

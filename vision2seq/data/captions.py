@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vision2seq import jsonfiles
+from vision2seq.data.inputs import join_inside
 from vision2seq.data.tokenizer import tokenize
 from vision2seq.errors import UserError, report
 
@@ -99,11 +100,8 @@ def check_images_exist(
 
 
 def safe_join(root: Path, relative: str, source: Path) -> Path:
-    """``root / relative``, refusing absolute paths and ``..`` that would escape ``root``."""
-    rel = Path(relative)
-    if rel.is_absolute() or ".." in rel.parts:
-        raise AnnotationError(f"{source}: path {relative!r} escapes the dataset root {root}")
-    return root / rel
+    """``root / relative``, refusing paths that leave ``root`` (the one rule, ``inputs.join_inside``)."""
+    return join_inside(root, relative, str(source), AnnotationError)
 
 
 def _entries(data: Any, key: str, source: Path) -> list[dict[str, Any]]:

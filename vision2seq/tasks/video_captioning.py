@@ -23,6 +23,7 @@ from vision2seq.models.captioner import AttentionDecoder, attention_regularizati
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
 from vision2seq.tasks.captioning import BatchCaptionEvaluator
+from vision2seq.tasks.captioning import check_extras as check_extras  # the same vocabulary check
 from vision2seq.tasks.common import Built, Restored, apply_overrides
 
 NAME = "video_captioning"
