@@ -5,10 +5,12 @@ A checkpoint carries everything needed (weights, config, vocabulary); nothing is
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -116,23 +118,37 @@ class Captioner:
         others are still captioned.
         """
         paths = [Path(p) for p in paths]
-        loader = DataLoader(
-            ImageFiles(paths, self.transform),
-            batch_size=batch_size,
-            num_workers=min(worker_count(num_workers), len(paths) // batch_size),
-            collate_fn=collate_good,
-            pin_memory=self.device.type == "cuda",
-        )
-        show = progress if progress is not None else len(paths) > batch_size
-        bar = tqdm(
-            total=len(paths), unit="img", desc="captioning", disable=None if show else True, file=sys.stderr
-        )
-        for indices, images, errors in loader:
-            results: dict[int, CaptionResult] = {i: CaptionResult(str(paths[i]), error=e) for i, e in errors}
-            if images is not None:
-                captions, attention = self.caption_tensors(images, **generation)
-                for n, (i, text) in enumerate(zip(indices.tolist(), captions, strict=True)):
-                    results[i] = CaptionResult(str(paths[i]), text, None, attention[n] if attention else None)
-            bar.update(len(results))
-            yield from (results[i] for i in sorted(results))
-        bar.close()
+        dataset = ImageFiles(paths, self.transform)
+        caption = functools.partial(self.caption_tensors, **generation)
+        yield from caption_in_batches(dataset, paths, caption, batch_size, num_workers, progress, self.device)
+
+
+def caption_in_batches(
+    dataset: Any,
+    paths: list[Path],
+    caption: Callable[[torch.Tensor], tuple[list[str], list[torch.Tensor] | None]],
+    batch_size: int,
+    num_workers: int,
+    progress: bool | None,
+    device: torch.device,
+) -> Iterator[CaptionResult]:
+    """Decode ``dataset`` (items: an input tensor, or the one-line reason it could not be read) in worker
+    processes, ``caption`` it batch by batch, and yield one result per path in input order."""
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=min(worker_count(num_workers), len(paths) // batch_size),
+        collate_fn=collate_good,
+        pin_memory=device.type == "cuda",
+    )
+    show = progress if progress is not None else len(paths) > batch_size
+    bar = tqdm(total=len(paths), desc="captioning", disable=None if show else True, file=sys.stderr)
+    for indices, inputs, errors in loader:
+        results: dict[int, CaptionResult] = {i: CaptionResult(str(paths[i]), error=e) for i, e in errors}
+        if inputs is not None:
+            captions, attention = caption(inputs)
+            for n, (i, text) in enumerate(zip(indices.tolist(), captions, strict=True)):
+                results[i] = CaptionResult(str(paths[i]), text, None, attention[n] if attention else None)
+        bar.update(len(results))
+        yield from (results[i] for i in sorted(results))
+    bar.close()

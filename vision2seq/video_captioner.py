@@ -7,19 +7,16 @@ video files or folders of extracted frames, sampled as the checkpoint's evaluati
 
 from __future__ import annotations
 
-import sys
+import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from vision2seq.captioner import Captioner, CaptionResult
+from vision2seq.captioner import Captioner, CaptionResult, caption_in_batches
 from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import VideoCaptioningConfig
-from vision2seq.data.images import collate_good
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import VideoSample
@@ -121,26 +118,9 @@ class VideoCaptioner:
         others are still captioned. ``attention`` (with ``return_attention=True``) is ``(tokens, T)``.
         """
         paths = [Path(p) for p in paths]
-        loader = DataLoader(
-            IndexedClips(self.clips(paths)),
-            batch_size=batch_size,
-            num_workers=min(num_workers, len(paths) // max(1, batch_size)),
-            collate_fn=collate_good,
-            pin_memory=self.device.type == "cuda",
-        )
-        show = progress if progress is not None else len(paths) > batch_size
-        bar = tqdm(
-            total=len(paths), unit="clip", desc="captioning", disable=None if show else True, file=sys.stderr
-        )
-        for indices, frames, errors in loader:
-            results: dict[int, CaptionResult] = {i: CaptionResult(str(paths[i]), error=e) for i, e in errors}
-            if frames is not None:
-                captions, attention = self.caption_frames(frames, **generation)
-                for n, (i, text) in enumerate(zip(indices.tolist(), captions, strict=True)):
-                    results[i] = CaptionResult(str(paths[i]), text, None, attention[n] if attention else None)
-            bar.update(len(results))
-            yield from (results[i] for i in sorted(results))
-        bar.close()
+        dataset = IndexedClips(self.clips(paths))
+        caption = functools.partial(self.caption_frames, **generation)
+        yield from caption_in_batches(dataset, paths, caption, batch_size, num_workers, progress, self.device)
 
 
 def load_captioner(
