@@ -22,7 +22,6 @@ from vision2seq.config import (
     VideoModelConfig,
 )
 from vision2seq.data.captions import AnnotationError
-from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options
 from vision2seq.data.video_captions import (
     CaptionedClip,
     check_clips_exist,
@@ -32,7 +31,7 @@ from vision2seq.data.video_captions import (
     select_splits,
 )
 from vision2seq.data.video_datasets import VideoList, VideoSample
-from vision2seq.data.video_loaders import CachedClips, clip_datasets
+from vision2seq.data.video_loaders import CachedClips, clip_datasets, make_loader
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
@@ -169,21 +168,8 @@ def _as_video_list(records: list[CaptionedClip]) -> VideoList:
 def _loader(
     dataset: Dataset, config: VideoCaptioningConfig, train: bool, device: torch.device, dist: DistContext
 ) -> DataLoader:
-    # Cached features are small reads from disk: worker processes would only add overhead.
-    workers = 0 if isinstance(dataset.clips, CachedClips) else config.train.num_workers  # type: ignore[attr-defined]
-    if train:
-        sampler = EpochSampler(len(dataset), config.seed, dist.rank, dist.world_size, dataset=dataset)
-    else:
-        sampler = ShardSampler(len(dataset), dist.rank, dist.world_size)
-    return DataLoader(
-        dataset,
-        batch_size=config.train.batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate_clip_captions,
-        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG for the model
-        **loader_options(config.train, dataset, workers, device),
-    )
+    cached = isinstance(dataset.clips, CachedClips)  # type: ignore[attr-defined]
+    return make_loader(dataset, config, train, device, dist, collate_clip_captions, cached)  # type: ignore[arg-type]
 
 
 @dataclass

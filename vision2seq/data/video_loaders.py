@@ -347,10 +347,21 @@ def clip_datasets(
 
 
 def make_loader(
-    dataset: Dataset, config: VideoConfig, train: bool, device: torch.device, dist: DistContext = SINGLE
+    dataset: Dataset,
+    config: VideoConfig,
+    train: bool,
+    device: torch.device,
+    dist: DistContext = SINGLE,
+    collate: Callable[[list[Any]], Any] = collate_clips,
+    cached: bool | None = None,
 ) -> DataLoader:
-    """Training: seeded per-epoch shuffling sharded across ranks; evaluation: this rank's shard, in order."""
-    workers = 0 if isinstance(dataset, CachedClips) else worker_count(config.train.num_workers)
+    """Training: seeded per-epoch shuffling sharded across ranks; evaluation: this rank's shard, in order.
+
+    ``cached``: the items are cache reads (default: ``dataset`` is ``CachedClips``), small reads from disk
+    that worker processes would only slow down.
+    """
+    cached = isinstance(dataset, CachedClips) if cached is None else cached
+    workers = 0 if cached else worker_count(config.train.num_workers)
     if train:
         sampler = EpochSampler(len(dataset), config.seed, dist.rank, dist.world_size, dataset=dataset)
     else:
@@ -360,7 +371,7 @@ def make_loader(
         batch_size=config.train.batch_size,
         num_workers=workers,
         sampler=sampler,
-        collate_fn=collate_clips,
+        collate_fn=collate,
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG for the model
         **loader_options(config.train, dataset, workers, device),
     )
