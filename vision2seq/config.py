@@ -59,6 +59,10 @@ class TrainConfig:
     """Learning-rate schedule: ``cosine`` over all steps, ``step`` (×``lr_gamma`` every
     ``lr_step_epochs``), ``plateau`` (×``lr_gamma`` when the monitored metric stalls)."""
     warmup_steps: int = 0
+    """Linear warm-up steps; clamped (with a warning) to a tenth of the run's total steps."""
+    warmup_fraction: float = 0.0
+    """Warm-up as a fraction of the run's total optimiser steps (fits short and long runs alike); when
+    above 0 it replaces ``warmup_steps``."""
     lr_step_epochs: int = 5
     lr_gamma: float = 0.5
     grad_clip: float | None = 5.0
@@ -88,6 +92,17 @@ class TrainConfig:
     """Also write ``last.pt`` every this many optimiser steps (resume mid-epoch); 0: at epoch ends only."""
     max_steps: int | None = None
     """Stop after this many optimiser steps in total (for smoke tests); null runs all epochs."""
+    init_from: str | None = None
+    """Start from the weights of this checkpoint (same task, same vocabulary or classes); unlike a resume
+    the optimiser, schedule and epoch count start afresh (e.g. SCST after cross-entropy)."""
+    objective: Literal["xent", "scst"] = "xent"
+    """Captioning only: ``xent`` (teacher-forced cross-entropy) or ``scst`` (self-critical sequence
+    training with a CIDEr-D reward; start it from a cross-entropy checkpoint with ``init_from``)."""
+    scst_baseline: Literal["greedy", "mean"] = "greedy"
+    """SCST: the reward baseline, the greedy caption's reward (Rennie et al., 2017) or the mean reward of
+    the other samples of the image (needs ``scst_samples`` >= 2)."""
+    scst_samples: int = 5
+    """SCST: captions sampled per image at each step."""
 
 
 @dataclass
@@ -148,6 +163,9 @@ class CaptionDecoderConfig:
     attention_dim: int = 256
     num_layers: int = 1
     dropout: float = 0.3
+    conditioning: Literal["init", "pre", "merge"] = "init"
+    """Show and Tell only: where the image enters the LSTM, ``init`` (its initial state), ``pre`` (the
+    first input, as in the paper) or ``merge`` (concatenated with the LSTM output)."""
     alpha_c: float = 1.0
     """Weight of the doubly stochastic attention regulariser (attention decoder only)."""
 
@@ -156,6 +174,9 @@ class CaptionDecoderConfig:
 class CaptionModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: CaptionDecoderConfig = field(default_factory=CaptionDecoderConfig)
+    feature_norm: Literal["dataset", "none"] = "dataset"
+    """``dataset``: standardise each feature dimension with the training set's mean and std (stored in
+    the checkpoint); ``none``: the decoder reads raw encoder features."""
 
 
 @dataclass
@@ -219,6 +240,9 @@ class TemporalConfig:
 class VideoModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    feature_norm: Literal["dataset", "none"] = "dataset"
+    """``dataset``: standardise each frame-feature dimension with the training set's mean and std
+    (stored in the checkpoint); ``none``: the classifier reads raw encoder features."""
 
 
 @dataclass
