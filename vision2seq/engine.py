@@ -200,11 +200,6 @@ def fit(
     steps_per_epoch = max(1, len(train_loader))
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
-    if dist.is_main:
-        warning = warmup_steps(cfg, total_steps)[1]
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
-        print(describe_schedule(cfg, total_steps, steps_per_epoch), file=sys.stderr)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     trainer = _Trainer(task, model, _wrap_ddp(model, device, dist), optimizer, scheduler, scaler, cfg, device)
     monitor = cfg.monitor or task.monitor
@@ -219,6 +214,11 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
     writer = tensorboard_writer(out) if dist.is_main else None
     show = progress and dist.is_main
+    warning = warmup_steps(cfg, total_steps)[1]
+    if warning and dist.is_main:
+        print(f"warning: {warning}", file=sys.stderr)
+    if show:
+        print(describe_schedule(cfg, total_steps, steps_per_epoch), file=sys.stderr)
 
     metrics: dict[str, float] = {}
     last_payload = None
