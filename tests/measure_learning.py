@@ -6,7 +6,7 @@ scenes of one or two coloured shapes for a fixed number of optimiser steps, then
 split: BLEU-4, CIDEr-D and the share of images whose caption names exactly their colour+shape pairs.
 ``--scst STEPS`` then fine-tunes each best checkpoint with SCST and scores it again.
 
-    PYTHONPATH=. python tests/measure_learning.py --out /tmp/learning --steps 600 --scst 300
+    PYTHONPATH=. python tests/measure_learning.py --out /tmp/learning --steps 300 --scst 100
     PYTHONPATH=/path/to/old/tree python tests/measure_learning.py --out /tmp/learning --tag before
 
 Only keys that exist in older versions are overridden, so the same script measures the code before a
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--tag", default="after")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    parser.add_argument("--scst-set", nargs="*", default=["train.lr=5e-5"], help="overrides of the SCST runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = args.out / "data"
@@ -92,11 +93,12 @@ def main() -> None:
     for name in args.configs:
         run_dir = args.out / args.tag / name
         start = time.perf_counter()
-        config = load_config(
-            ROOT / "configs" / f"{name}.yaml",
-            overrides(data, run_dir / "xent", args.out / "cache", args.steps, args.set),
-        )
-        train(config, progress=False)
+        if not (run_dir / "xent" / "best.pt").exists():  # a rerun measures only what is missing
+            config = load_config(
+                ROOT / "configs" / f"{name}.yaml",
+                overrides(data, run_dir / "xent", args.out / "cache", args.steps, args.set),
+            )
+            train(config, progress=False)
         row = {"xent": score(run_dir / "xent" / "best.pt"), "seconds": round(time.perf_counter() - start)}
         if args.scst:
             scst = load_config(
@@ -106,10 +108,15 @@ def main() -> None:
                     run_dir / "scst",
                     args.out / "cache",
                     args.scst,
-                    [*args.set, "train.objective=scst", f"train.init_from={run_dir / 'xent' / 'best.pt'}"],
+                    [
+                        *args.set,
+                        "train.objective=scst",
+                        f"train.init_from={run_dir / 'xent' / 'best.pt'}",
+                        "train.monitor=cider",
+                        *args.scst_set,
+                    ],
                 ),
             )
-            scst.train.monitor = "cider"
             train(scst, progress=False)
             row["scst"] = score(run_dir / "scst" / "best.pt")
         results[name] = row

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -52,8 +53,19 @@ def _draw(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float,
         draw.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fill)
 
 
-def draw_scene(rng: random.Random, size: int, max_objects: int = 2) -> tuple[Image.Image, list[str]]:
-    """One image and its five captions."""
+def draw_scene(
+    rng: random.Random,
+    size: int,
+    max_objects: int = 2,
+    radius: tuple[float, float] = (0.14, 0.3),
+    shapes: Sequence[str] = SHAPES,
+    spread: float = 1.0,
+) -> tuple[Image.Image, list[str]]:
+    """One image and its five captions.
+
+    ``radius`` is the range of a single object's radius (share of the side); ``spread`` how far from the
+    centre it may sit (1: anywhere it fits, 0: centred).
+    """
     base = [rng.randint(100, 160) for _ in range(3)]
     image = Image.new("RGB", (size, size), tuple(base))
     draw = ImageDraw.Draw(image)
@@ -61,14 +73,15 @@ def draw_scene(rng: random.Random, size: int, max_objects: int = 2) -> tuple[Ima
         x, y = rng.randrange(size), rng.randrange(size)
         draw.point((x, y), fill=tuple(min(255, max(0, b + rng.randint(-30, 30))) for b in base))
     n = rng.randint(1, max_objects)
-    pairs = rng.sample([(c, s) for c in COLOURS for s in SHAPES], n)
+    pairs = rng.sample([(c, s) for c in COLOURS for s in shapes], n)
     # Two objects take the two halves (left/right or top/bottom); one may sit anywhere.
     horizontal = rng.random() < 0.5
     attrs: dict[str, str] = {}
     for i, (colour, shape) in enumerate(pairs):
-        r = size * rng.uniform(0.12, 0.2) if n == 2 else size * rng.uniform(0.14, 0.3)
+        r = size * rng.uniform(0.12, 0.2) if n == 2 else size * rng.uniform(*radius)
         if n == 1:
-            cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
+            free = spread * (size / 2 - r)
+            cx, cy = size / 2 + rng.uniform(-free, free), size / 2 + rng.uniform(-free, free)
         else:
             lo, hi = (r, size / 2 - r * 0.5) if i == 0 else (size / 2 + r * 0.5, size - r)
             along, across = rng.uniform(lo, max(lo, hi)), rng.uniform(r, size - r)
@@ -86,6 +99,9 @@ def make_scenes(
     n_test: int = 200,
     size: int = 96,
     max_objects: int = 2,
+    radius: tuple[float, float] = (0.14, 0.3),
+    shapes: Sequence[str] = SHAPES,
+    spread: float = 1.0,
     seed: int = 0,
 ) -> Path:
     """Write the images and ``dataset_scenes.json`` (Karpathy format) under ``root``; return the JSON path."""
@@ -93,7 +109,7 @@ def make_scenes(
     (root / "images").mkdir(parents=True, exist_ok=True)
     images = []
     for i, split in enumerate(["train"] * n_train + ["val"] * n_val + ["test"] * n_test):
-        image, captions = draw_scene(rng, size, max_objects)
+        image, captions = draw_scene(rng, size, max_objects, radius, shapes, spread)
         name = f"scene_{i:05d}.png"
         image.save(root / "images" / name)
         sentences = [{"raw": c} for c in captions]

@@ -3,6 +3,8 @@ checkpoint, applied on every path (train, caption, classify, stream), and identi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tiny_models
@@ -12,6 +14,7 @@ from PIL import Image
 from vision2seq.captioner import Captioner
 from vision2seq.checkpoint import load_checkpoint, save_checkpoint
 from vision2seq.classifier import VideoClassifier
+from vision2seq.config import with_overrides
 from vision2seq.data.captions import load_caption_dataset, select_split
 from vision2seq.models.normalization import FeatureNorm, RunningMoments
 from vision2seq.tasks import captioning, video_classification
@@ -120,3 +123,23 @@ def test_feature_norm_none_stores_no_statistics(kind: str) -> None:
     )
     model = captioning.build_model(config, Vocabulary(["<pad>", "<bos>", "<eos>", "<unk>", "a"]))
     assert not any(k.startswith("norm.") for k in model.state_dict())
+
+
+def test_checkpoints_from_before_normalisation_and_conditioning_load_as_they_were(
+    tiny_captioner, tmp_path
+) -> None:
+    checkpoint = load_checkpoint(tiny_captioner.checkpoint)
+    source = captioning.restore(checkpoint, "x", device="cpu")
+    before = with_overrides(source.config, ["model.decoder.conditioning=pre", "model.feature_norm=none"])
+    torch.manual_seed(0)
+    model = captioning.build_model(before, source.task.vocab, load_weights=False).eval()
+    config = json.loads(json.dumps(checkpoint["config"]))
+    del config["model"]["decoder"]["conditioning"], config["model"]["feature_norm"]
+    written_before = tmp_path / "old.pt"
+    save_checkpoint(written_before, {**checkpoint, "config": config, "model": model.state_dict()})
+    loaded = Captioner.from_checkpoint(written_before, device="cpu")
+    assert loaded.model.decoder.conditioning == "pre"
+    assert torch.equal(loaded.model.norm.mean, torch.zeros_like(loaded.model.norm.mean))  # identity
+    images = torch.randn(2, 3, 32, 32)
+    expected, _ = Captioner(model, source.task.vocab, before).caption_tensors(images)
+    assert loaded.caption_tensors(images)[0] == expected

@@ -163,7 +163,7 @@ class CaptionDecoderConfig:
     attention_dim: int = 256
     num_layers: int = 1
     dropout: float = 0.3
-    conditioning: Literal["init", "pre", "merge"] = "init"
+    conditioning: Literal["init", "pre", "merge"] = "merge"
     """Show and Tell only: where the image enters the LSTM, ``init`` (its initial state), ``pre`` (the
     first input, as in the paper) or ``merge`` (concatenated with the LSTM output)."""
     alpha_c: float = 1.0

@@ -1,7 +1,7 @@
 """Self-critical sequence training (SCST; Rennie et al., 2017): policy-gradient fine-tuning of a captioner on
 its own sampled captions, rewarded by CIDEr-D, the metric it is judged by.
 
-For each image ``K`` captions are sampled from the model (train mode); each gets the reward
+For each image ``K`` captions are sampled from the model (dropout off); each gets the reward
 ``CIDEr-D(sample, references)``, and the loss is ``-(reward - baseline) * log p(sample)`` per token. The
 baseline is either the reward of the model's own greedy caption (the paper's "self-critical" baseline) or,
 for each sample, the mean reward of the image's other ``K - 1`` samples (Luo, 2020, "A better variant of
@@ -28,7 +28,7 @@ from torch import Tensor
 from vision2seq.evaluation.bleu import ngram_counts
 from vision2seq.evaluation.cider import _MAX_N, _similarity, _to_vector
 from vision2seq.evaluation.tokenizer import ptb_tokenize
-from vision2seq.models.generation import greedy
+from vision2seq.models.generation import _eval_mode, greedy
 
 EOS_WORD = "<eos>"
 
@@ -148,7 +148,11 @@ class SelfCritical:
     ) -> dict[str, Tensor]:
         """``loss`` (to minimise) plus the mean ``reward`` of the samples and the mean ``baseline``."""
         k = self.samples
-        drawn = sample_captions(decoder, features, bos_id, eos_id, k, self.max_len)
+        # Samples come from the policy that is deployed and that the greedy baseline decodes: dropout
+        # off. With dropout on, samples score far below the (dropout-free) greedy caption, so nearly
+        # every advantage is negative and the updates are mostly noise on small data.
+        with _eval_mode(decoder):
+            drawn = sample_captions(decoder, features, bos_id, eos_id, k, self.max_len)
         sample_keys = [key for key in keys for _ in range(k)]
         texts = [self.to_text(row) for row in drawn.tokens.tolist()]
         rewards = torch.tensor(self.reward(sample_keys, texts, drawn.ended(eos_id))).view(-1, k)  # (B, K)

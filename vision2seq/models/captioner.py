@@ -160,7 +160,7 @@ class ShowTellDecoder(CaptionDecoder):
         num_layers: int = 1,
         dropout: float = 0.3,
         pad_id: int = PAD_ID,
-        conditioning: str = "init",
+        conditioning: str = "merge",
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONING:

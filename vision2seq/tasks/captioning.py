@@ -199,6 +199,10 @@ def restore(
     checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
 ) -> Restored:
     """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
+    decoder = checkpoint["config"].get("model", {}).get("decoder", {})
+    if isinstance(decoder, dict) and "conditioning" not in decoder:
+        # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's pre-inject.
+        overrides = ["model.decoder.conditioning=pre", *overrides]
     config = apply_overrides(checkpoint, source, overrides)
     vocab = Vocabulary(checkpoint["extras"][EXTRAS])
     task = CaptioningTask(config, vocab)
