@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from scenes import colour_shape_accuracy, make_scenes
+from scenes import COLOURS, colour_shape_accuracy, make_scenes, truth
 
 from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import load_config
@@ -54,9 +54,41 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
         "bleu_4": round(metrics["bleu_4"], 4),
         "cider": round(metrics["cider"], 4),
         "colour_shape": round(colour_shape_accuracy(captions, references), 4),
+        "colours": round(colour_accuracy(captions, references), 4),
         "distinct": len(set(captions.values())),
         "example": next(iter(captions.values())),
     }
+
+
+def colour_accuracy(captions: dict[str, str], references: dict[str, list[str]]) -> float:
+    """Share of images whose caption names exactly their set of colours."""
+    hits = [
+        {w for w in captions[k].replace(".", " ").replace(",", " ").split() if w in COLOURS}
+        == {c for c, _ in truth(references[k])}
+        for k in captions
+    ]
+    return sum(hits) / max(1, len(hits))
+
+
+def single_caption_baseline(annotations: Path, candidates: int = 50) -> dict[str, float]:
+    """Every test image captioned with the one training caption (of the most frequent) best on val."""
+    images = json.loads(annotations.read_text())["images"]
+    counts: dict[str, int] = {}
+    for image in images:
+        if image["split"] == "train":
+            for sentence in image["sentences"]:
+                counts[sentence["raw"]] = counts.get(sentence["raw"], 0) + 1
+    common = sorted(counts, key=counts.get, reverse=True)[:candidates]
+
+    def metrics(split: str, caption: str) -> dict[str, float]:
+        refs = {str(i["imgid"]): [x["raw"] for x in i["sentences"]] for i in images if i["split"] == split}
+        evaluator = CaptionEvaluator()
+        evaluator.update({k: caption for k in refs}, refs)
+        return evaluator.compute()
+
+    best = max(common, key=lambda c: metrics("val", c)["bleu_4"])
+    test = metrics("test", best)
+    return {"caption": best, "bleu_4": round(test["bleu_4"], 4), "cider": round(test["cider"], 4)}
 
 
 def overrides(data: Path, out: Path, cache: Path, steps: int, extra: list[str]) -> list[str]:
@@ -81,6 +113,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--scst", type=int, default=0, help="SCST steps after cross-entropy (0: none)")
     parser.add_argument("--tag", default="after")
+    parser.add_argument("--rescore", action="store_true", help="only score the checkpoints already there")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     parser.add_argument("--scst-set", nargs="*", default=["train.lr=5e-5"], help="overrides of the SCST runs")
@@ -89,7 +122,13 @@ def main() -> None:
     data = args.out / "data"
     if not (data / "dataset_scenes.json").exists():
         make_scenes(data)
-    results = {}
+    results: dict = {"single_caption_baseline": single_caption_baseline(data / "dataset_scenes.json")}
+    if args.rescore:
+        for path in sorted(args.out.glob("*/*/*/best.pt")):
+            results["/".join(path.parts[-4:-1])] = score(path)
+        (args.out / "results_rescored.json").write_text(json.dumps(results, indent=1))
+        print(json.dumps(results, indent=1))
+        return
     for name in args.configs:
         run_dir = args.out / args.tag / name
         start = time.perf_counter()
