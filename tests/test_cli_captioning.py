@@ -109,7 +109,9 @@ def test_evaluate_prints_bleu(trained, capsys):
     metrics = json.loads(capsys.readouterr().out)
     for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4"):
         assert 0.0 <= metrics[key] <= 1.0
-    assert metrics["bleu_1"] > 0.3  # even one epoch learns the frequent words
+    # Even 16 steps learn some frequent words (less than on raw features: standardised image features
+    # vary by image from the first step, so the word prior alone is learnt more slowly).
+    assert metrics["bleu_1"] > 0.2
 
 
 def test_reloaded_checkpoint_gives_identical_captions(trained, tmp_path, capsys):

@@ -219,3 +219,12 @@ def test_out_of_range_value_on_the_command_line_is_exit_2(capsys):
     code, out, err = run_cli(capsys, "train", CONFIGS / "demo.yaml", "train.epochs=-1")
     assert code == 2 and out == ""
     assert_one_error(err, "train", "key 'train.epochs' must be >= 1, got -1")
+
+
+def test_scst_settings_that_cannot_work_are_refused():
+    with pytest.raises(ConfigError, match=r"needs train\.scst_samples >= 2 \(got 1\)"):
+        load_config(None, ["train.objective=scst", "train.scst_baseline=mean", "train.scst_samples=1"])
+    with pytest.raises(ConfigError, match=r"video classification trains with train\.objective=xent"):
+        load_config(None, ["task=video_classification", "train.objective=scst"])
+    config = load_config(None, ["train.objective=scst", "train.scst_baseline=mean", "train.scst_samples=2"])
+    assert (config.train.objective, config.train.scst_samples) == ("scst", 2)

@@ -67,6 +67,10 @@ class TrainConfig:
     """Learning-rate schedule: ``cosine`` over all steps, ``step`` (×``lr_gamma`` every
     ``lr_step_epochs``), ``plateau`` (×``lr_gamma`` when the monitored metric stalls)."""
     warmup_steps: int = 0
+    """Linear warm-up steps; clamped (with a warning) to a tenth of the run's total steps."""
+    warmup_fraction: float = 0.0
+    """Warm-up as a fraction of the run's total optimiser steps (fits short and long runs alike); when
+    above 0 it replaces ``warmup_steps``."""
     lr_step_epochs: int = 5
     lr_gamma: float = 0.5
     grad_clip: float | None = 5.0
@@ -102,6 +106,17 @@ class TrainConfig:
     """Also write ``last.pt`` every this many optimiser steps (resume mid-epoch); 0: at epoch ends only."""
     max_steps: int | None = None
     """Stop after this many optimiser steps in total (for smoke tests); null runs all epochs."""
+    init_from: str | None = None
+    """Start from the weights of this checkpoint (same task, same vocabulary or classes); unlike a resume
+    the optimiser, schedule and epoch count start afresh (e.g. SCST after cross-entropy)."""
+    objective: Literal["xent", "scst"] = "xent"
+    """Captioning only: ``xent`` (teacher-forced cross-entropy) or ``scst`` (self-critical sequence
+    training with a CIDEr-D reward; start it from a cross-entropy checkpoint with ``init_from``)."""
+    scst_baseline: Literal["greedy", "mean"] = "greedy"
+    """SCST: the reward baseline, the greedy caption's reward (Rennie et al., 2017) or the mean reward of
+    the other samples of the image (needs ``scst_samples`` >= 2)."""
+    scst_samples: int = 5
+    """SCST: captions sampled per image at each step."""
 
 
 @dataclass
@@ -162,6 +177,9 @@ class CaptionDecoderConfig:
     attention_dim: int = 256
     num_layers: int = 1
     dropout: float = 0.3
+    conditioning: Literal["init", "pre", "merge"] = "merge"
+    """Show and Tell only: where the image enters the LSTM, ``init`` (its initial state), ``pre`` (the
+    first input, as in the paper) or ``merge`` (concatenated with the LSTM output)."""
     alpha_c: float = 1.0
     """Weight of the doubly stochastic attention regulariser (attention decoder only)."""
 
@@ -170,6 +188,9 @@ class CaptionDecoderConfig:
 class CaptionModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: CaptionDecoderConfig = field(default_factory=CaptionDecoderConfig)
+    feature_norm: Literal["dataset", "none"] = "dataset"
+    """``dataset``: standardise each feature dimension with the training set's mean and std (stored in
+    the checkpoint); ``none``: the decoder reads raw encoder features."""
 
 
 @dataclass
@@ -236,6 +257,9 @@ class TemporalConfig:
 class VideoModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    feature_norm: Literal["dataset", "none"] = "dataset"
+    """``dataset``: standardise each frame-feature dimension with the training set's mean and std
+    (stored in the checkpoint); ``none``: the classifier reads raw encoder features."""
 
 
 @dataclass
@@ -398,6 +422,8 @@ RANGES: dict[type, dict[str, Range]] = {
         "weight_decay": NON_NEGATIVE,
         "momentum": Range(0, 1),
         "warmup_steps": COUNT,
+        "warmup_fraction": Range(0, 1, high_open=True),
+        "scst_samples": POSITIVE_INT,
         "lr_step_epochs": POSITIVE_INT,
         "lr_gamma": Range(0, 1, low_open=True),
         "grad_clip": Range(0, note="0 or null disables clipping"),
@@ -467,8 +493,9 @@ def check_consistency(config: ExperimentConfig, source: str = "config") -> None:
     stored in checkpoints are not re-judged by rules newer than they are).
 
     Raises:
-        ConfigError: an attention decoder over pooled features (one position to attend to), or
-            ``train.resume`` together with ``train.overwrite``.
+        ConfigError: an attention decoder over pooled features (one position to attend to),
+            ``train.resume`` together with ``train.overwrite``, SCST for a classifier, or SCST's mean
+            baseline with fewer than two samples.
     """
     model = config.model
     if (
@@ -485,6 +512,17 @@ def check_consistency(config: ExperimentConfig, source: str = "config") -> None:
         raise ConfigError(
             f"{source}: train.resume and train.overwrite contradict each other (continue the run in "
             "output_dir, or delete it); set one of them to false"
+        )
+    t = config.train
+    if t.objective == "scst" and isinstance(config, VideoConfig):
+        raise ConfigError(
+            f"{source}: train.objective 'scst' trains captioners (a CIDEr-D reward); video "
+            "classification trains with train.objective=xent"
+        )
+    if t.objective == "scst" and t.scst_baseline == "mean" and t.scst_samples < 2:
+        raise ConfigError(
+            f"{source}: train.scst_baseline 'mean' averages the other samples of an image, so it needs "
+            f"train.scst_samples >= 2 (got {t.scst_samples}); raise it, or use train.scst_baseline=greedy"
         )
 
 

@@ -27,7 +27,7 @@ from vision2seq.checkpoint import load_checkpoint, rng_state, save_checkpoint, s
 from vision2seq.config import ExperimentConfig, TrainConfig, config_to_dict
 from vision2seq.distributed import SINGLE, DistContext, resolve_device
 from vision2seq.errors import UserError, report
-from vision2seq.optim import build_optimizer, build_scheduler
+from vision2seq.optim import build_optimizer, build_scheduler, describe_schedule, warmup_steps
 from vision2seq.run_dir import claim_output_dir
 from vision2seq.run_log import log_epoch, tensorboard_writer
 
@@ -118,10 +118,12 @@ class _Trainer:
     cfg: TrainConfig
     device: torch.device
 
-    def step(self, batch: Mapping[str, Any], run: _Run) -> float | None:
-        """One optimiser step on ``batch``; returns its loss, or None when a non-finite loss was skipped."""
+    def step(self, batch: Mapping[str, Any], run: _Run) -> dict[str, float] | None:
+        """One optimiser step on ``batch``; returns the values of the task's loss dict (``loss`` and what
+        else the task reports, e.g. SCST's reward), or None when a non-finite loss was skipped."""
         with autocast(self.device, self.cfg.amp):
-            loss = self.task.training_step(self.trained, batch)["loss"]
+            losses = self.task.training_step(self.trained, batch)
+        loss = losses["loss"]
         if not torch.isfinite(loss):
             if not self.cfg.skip_nonfinite:
                 raise TrainingError(
@@ -140,7 +142,7 @@ class _Trainer:
         if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step()
         run.step += 1
-        return loss.item()
+        return {k: v.item() for k, v in losses.items()}
 
     def state(self, config: ExperimentConfig, run: _Run, metrics: dict[str, float], rng: list) -> dict:
         """The checkpoint payload: weights, config, task extras, and everything resuming needs."""
@@ -224,6 +226,11 @@ def _fit(
     dist.barrier()  # nobody writes into output_dir before everybody has read last.pt
     writer = tensorboard_writer(out) if dist.is_main else None
     show = progress and dist.is_main
+    warning = warmup_steps(cfg, total_steps)[1]
+    if warning and dist.is_main:
+        print(f"warning: {warning}", file=sys.stderr)
+    if show:
+        print(describe_schedule(cfg, total_steps, steps_per_epoch), file=sys.stderr)
 
     metrics: dict[str, float] = {}
     last_payload = None
@@ -303,7 +310,7 @@ def _train_epoch(
         sampler.set_start(run.batch_in_epoch * loader.batch_size)
     trainer.trained.train()
     every = trainer.cfg.checkpoint_every
-    start, seen, loss_sum, n_batches = time.perf_counter(), 0, 0.0, 0
+    start, seen, sums, n_batches = time.perf_counter(), 0, {"loss": 0.0}, 0
     bar = tqdm(
         loader,
         desc=f"epoch {epoch + 1}/{trainer.cfg.epochs}",
@@ -316,21 +323,22 @@ def _train_epoch(
         run.batch_in_epoch += 1
         if not _report_skipped(batch):  # nothing in the batch could be read
             continue
-        loss = trainer.step(move_to(batch, trainer.device), run)
-        if loss is None:
+        values = trainer.step(move_to(batch, trainer.device), run)
+        if values is None:
             continue
         n_batches += 1
-        loss_sum += loss
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + value
         seen += _batch_size(batch)
-        bar.set_postfix(
-            loss=f"{loss_sum / n_batches:.3f}", items_s=f"{seen / (time.perf_counter() - start):.1f}"
-        )
+        # Running means of everything the task reports (loss; reward and baseline under SCST).
+        shown = {k: f"{v / n_batches:.3f}" for k, v in sums.items()}
+        bar.set_postfix(**shown, items_s=f"{seen / (time.perf_counter() - start):.1f}")
         if every and run.step % every == 0:
-            save_run(out, ["last.pt"], trainer, config, run, {"train_loss": loss_sum / n_batches}, dist)
+            save_run(out, ["last.pt"], trainer, config, run, {"train_loss": sums["loss"] / n_batches}, dist)
         if run.step >= total_steps:
             break
     bar.close()
-    return loss_sum / max(1, n_batches)
+    return sums["loss"] / max(1, n_batches)
 
 
 def _update_best(

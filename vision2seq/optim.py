@@ -21,21 +21,59 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.opt
     return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+MAX_WARMUP_FRACTION = 0.1
+"""A fixed ``warmup_steps`` is clamped to this share of the run: a 200-step warm-up in a 60-step run
+would keep the learning rate below a third of its value for the whole run."""
+
+
+def warmup_steps(cfg: TrainConfig, total_steps: int) -> tuple[int, str | None]:
+    """The effective linear warm-up of a run of ``total_steps`` optimiser steps, and a warning when the
+    configured ``warmup_steps`` had to be clamped (None otherwise)."""
+    if cfg.warmup_fraction > 0:
+        return max(1, round(cfg.warmup_fraction * total_steps)), None
+    limit = max(0, int(MAX_WARMUP_FRACTION * total_steps))
+    if cfg.warmup_steps > limit:
+        return limit, (
+            f"train.warmup_steps={cfg.warmup_steps} is more than {MAX_WARMUP_FRACTION:.0%} of the run's "
+            f"{total_steps} steps; warming up for {limit} steps (set train.warmup_fraction instead)"
+        )
+    return cfg.warmup_steps, None
+
+
+def describe_schedule(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> str:
+    """One line saying what the learning rate will do over the run (printed when training starts)."""
+    warm, _ = warmup_steps(cfg, total_steps)
+    decay = {
+        "none": "constant",
+        "cosine": f"cosine to 0 over steps {warm}-{total_steps}",
+        "step": f"x{cfg.lr_gamma} every {cfg.lr_step_epochs * steps_per_epoch} steps",
+        "plateau": f"x{cfg.lr_gamma} when {cfg.monitor or 'the monitored metric'} stalls",
+    }[cfg.scheduler]
+    return f"schedule: lr {cfg.lr:g}, warm-up {warm} steps, decay {decay}, {total_steps} total steps"
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int
 ) -> Any:
+    """A per-optimiser-step ``LambdaLR`` (linear warm-up, then the configured decay), or ``plateau``.
+
+    Cosine decays over the steps after the warm-up, so it reaches 0 at the run's last step whatever the
+    warm-up length.
+    """
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=cfg.lr_gamma, patience=1
         )
+    warm, _ = warmup_steps(cfg, total_steps)
 
     def factor(step: int) -> float:  # stepped once per optimiser step
-        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        if step < warm:
+            return (step + 1) / warm
         if cfg.scheduler == "cosine":
-            progress = min(1.0, step / max(1, total_steps))
-            return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+            progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
         if cfg.scheduler == "step":
-            return warm * cfg.lr_gamma ** (step // (cfg.lr_step_epochs * steps_per_epoch))
-        return warm
+            return cfg.lr_gamma ** (step // (cfg.lr_step_epochs * steps_per_epoch))
+        return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

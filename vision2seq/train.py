@@ -6,11 +6,48 @@ Runs in one process, or in each process of a ``torchrun`` job (DistributedDataPa
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from torch import nn
+
 from vision2seq import distributed
+from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import ExperimentConfig
 from vision2seq.engine import FitResult, fit, seed_everything
+from vision2seq.errors import UserError
 from vision2seq.run_dir import claim_output_dir
 from vision2seq.tasks import TASKS
+
+
+def init_weights(model: nn.Module, task, path: str | Path) -> None:
+    """Load the weights (feature statistics included) of checkpoint ``path`` into ``model``.
+
+    Raises:
+        UserError: the file is another task's, its vocabulary or class names differ from the run's, or
+            its weights do not fit the configured model.
+    """
+    checkpoint = load_checkpoint(path)
+    key = "train.init_from"
+    if checkpoint.get("task") != task.name:
+        raise UserError(
+            f"{key}: {path} is a {checkpoint.get('task')!r} checkpoint, this run is {task.name!r}"
+        )
+    mine, theirs = task.checkpoint_extras(), checkpoint.get("extras") or {}
+    for name, value in mine.items():
+        if theirs.get(name) != value:
+            raise UserError(
+                f"{key}: {path} has another {name} than this run's training data builds "
+                f"({len(theirs.get(name) or [])} vs {len(value)} entries); use the same data and "
+                "data.min_word_freq as the run it came from"
+            )
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise UserError(
+            f"{key}: the weights in {path} do not fit this config's model ({reason}); "
+            "use the same model.* settings as the run it came from"
+        ) from None
 
 
 def train(config: ExperimentConfig, resume: bool = False, progress: bool = True) -> FitResult:
@@ -23,6 +60,8 @@ def train(config: ExperimentConfig, resume: bool = False, progress: bool = True)
         with claim_output_dir(config.output_dir, resume, config.train.overwrite, lock=dist.is_main):
             seed_everything(config.seed)
             built = TASKS[config.task].build(config, device, dist)
+            if config.train.init_from and not resume:
+                init_weights(built.model, built.task, config.train.init_from)
             # Every rank starts from the same weights (built above from the seed); dropout differs per rank.
             seed_everything(config.seed + 1 + dist.rank)
             return fit(

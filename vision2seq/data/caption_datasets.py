@@ -44,6 +44,22 @@ class ImageSource:
         return self.transform(load_image(self.paths[i]))
 
 
+class ImageItems(Dataset):
+    """Every image of a source once, as ``{"features" | "images": tensor}`` items (feature statistics)."""
+
+    def __init__(self, source: ImageSource) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | str:
+        try:
+            return {self.source.input_key: self.source(index)}
+        except ImageReadError as exc:
+            return str(exc)
+
+
 class CaptionPairs(Dataset):
     """Training items: one per (image, reference caption) pair."""
 
@@ -180,7 +196,12 @@ def build_caption_data(
     (train_source, train_records), (val_source, val_records) = image_sources(
         config, encoder, [train_records, val_records], device, dist
     )
-    train_set = CaptionPairs(train_records, train_source, vocab, d.max_caption_len)
+    train_set: CaptionPairs | CaptionedImages
+    if t.objective == "scst":
+        # SCST samples its own captions: one item per image, with its key for the reward's references.
+        train_set = CaptionedImages(train_records, train_source)
+    else:
+        train_set = CaptionPairs(train_records, train_source, vocab, d.max_caption_len)
     val_set = CaptionedImages(val_records, val_source)
     # Cached features are small reads from disk: worker processes would only add overhead.
     workers = 0 if train_source.store is not None else worker_count(t.num_workers)

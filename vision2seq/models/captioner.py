@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vision2seq.models.generation import Generation, generate
+from vision2seq.models.normalization import FeatureNorm
 
 if TYPE_CHECKING:
     from vision2seq.config import GenerationConfig
@@ -121,11 +122,23 @@ class CaptionDecoder(nn.Module):
         return replace(state, h=state.h.index_select(0, index), c=state.c.index_select(0, index))
 
 
-class ShowTellDecoder(CaptionDecoder):
-    """Show and Tell (Vinyals et al., 2015): an LSTM language model conditioned on the image.
+CONDITIONING = ("init", "pre", "merge")
+"""How Show and Tell gives the image to its LSTM (see ``ShowTellDecoder``)."""
 
-    The pooled image feature is projected to the word-embedding size and fed as the LSTM's first input,
-    before ``<bos>``, as in the paper; the output at that step is discarded. A grid is mean-pooled first.
+
+class ShowTellDecoder(CaptionDecoder):
+    """Show and Tell (Vinyals et al., 2015): an LSTM language model conditioned on the pooled image.
+
+    ``conditioning`` says where the image enters (Tanti et al., 2018 compare these):
+
+    - ``init`` (init-inject): linear maps of the image give the LSTM's initial ``h``/``c``; the LSTM then
+      reads ``<bos>`` and the words. The image acts on every gate from the first step.
+    - ``pre`` (pre-inject, the paper's): the image, projected to the word-embedding size, is the LSTM's
+      first input, before ``<bos>``; the output at that step is discarded.
+    - ``merge``: the LSTM reads only words; its output is concatenated with the projected image before the
+      output layer, so every word prediction sees the image directly.
+
+    A grid is mean-pooled first.
 
     Args:
         feature_dim: Size ``D`` of the image features.
@@ -135,6 +148,7 @@ class ShowTellDecoder(CaptionDecoder):
         num_layers: Stacked LSTM layers.
         dropout: Dropout on the LSTM inputs, between layers and before the output layer.
         pad_id: Token id used for padding (its embedding stays zero).
+        conditioning: ``init``, ``pre`` or ``merge``.
     """
 
     def __init__(
@@ -146,39 +160,75 @@ class ShowTellDecoder(CaptionDecoder):
         num_layers: int = 1,
         dropout: float = 0.3,
         pad_id: int = PAD_ID,
+        conditioning: str = "merge",
     ) -> None:
         super().__init__()
-        self.vocab_size = vocab_size
-        self.image_proj = nn.Linear(feature_dim, embed_dim)
+        if conditioning not in CONDITIONING:
+            raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r}")
+        self.vocab_size, self.conditioning = vocab_size, conditioning
+        self.num_layers, self.hidden_dim = num_layers, hidden_dim
+        if conditioning == "init":
+            self.init_h = nn.Linear(feature_dim, num_layers * hidden_dim)
+            self.init_c = nn.Linear(feature_dim, num_layers * hidden_dim)
+        else:
+            self.image_proj = nn.Linear(feature_dim, embed_dim)
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.lstm = nn.LSTM(
             embed_dim, hidden_dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden_dim, vocab_size)
+        self.fc = nn.Linear(hidden_dim + (embed_dim if conditioning == "merge" else 0), vocab_size)
+
+    def _initial(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """Init-inject: ``(num_layers, B, H)`` initial ``h`` and ``c`` from the pooled image ``(B, D)``."""
+        shape = (image.size(0), self.num_layers, self.hidden_dim)
+        h = self.init_h(image).view(shape).transpose(0, 1).contiguous()
+        c = self.init_c(image).view(shape).transpose(0, 1).contiguous()
+        return h, c
+
+    def _output(self, out: Tensor, image: Tensor | None) -> Tensor:
+        """Logits from LSTM outputs ``(..., H)``; merge appends the projected image ``(..., E)`` first."""
+        if image is not None:
+            out = torch.cat([out, image.expand(*out.shape[:-1], image.shape[-1])], dim=-1)
+        return self.fc(self.dropout(out))
 
     def forward(self, features: Tensor, captions: Tensor) -> DecoderOutput:
         """Teacher-forced decoding of ``captions`` ``(B, L)``; see ``DecoderOutput``."""
         _check_captions(captions)
-        image = self.image_proj(as_pooled(features)).unsqueeze(1)  # (B, 1, E)
+        pooled = as_pooled(features)  # (B, D)
         words = self.embed(captions[:, :-1])  # (B, L-1, E)
-        inputs = self.dropout(torch.cat([image, words], dim=1))  # (B, L, E)
-        out, _ = self.lstm(inputs)  # (B, L, H)
-        # The output after the image has no word to predict; the one after <bos> predicts captions[:, 1].
-        logits = self.fc(self.dropout(out[:, 1:]))  # (B, L-1, V)
-        return DecoderOutput(logits=logits, alphas=None)
+        if self.conditioning == "pre":
+            image = self.image_proj(pooled).unsqueeze(1)  # (B, 1, E)
+            out, _ = self.lstm(self.dropout(torch.cat([image, words], dim=1)))  # (B, L, H)
+            # The output after the image has no word to predict; the one after <bos> predicts captions[:, 1].
+            return DecoderOutput(logits=self._output(out[:, 1:], None), alphas=None)  # (B, L-1, V)
+        hx = self._initial(pooled) if self.conditioning == "init" else None
+        out, _ = self.lstm(self.dropout(words), hx)  # (B, L-1, H)
+        merged = self.image_proj(pooled).unsqueeze(1) if self.conditioning == "merge" else None  # (B, 1, E)
+        return DecoderOutput(logits=self._output(out, merged), alphas=None)
 
     def init_state(self, features: Tensor) -> DecoderState:
-        image = self.dropout(self.image_proj(as_pooled(features))).unsqueeze(1)  # (B, 1, E)
-        _, (h, c) = self.lstm(image)  # (num_layers, B, H) each
-        return DecoderState(h=h.transpose(0, 1), c=c.transpose(0, 1))
+        pooled = as_pooled(features)  # (B, D)
+        if self.conditioning == "pre":
+            image = self.dropout(self.image_proj(pooled)).unsqueeze(1)  # (B, 1, E)
+            _, (h, c) = self.lstm(image)  # (num_layers, B, H) each
+            return DecoderState(h=h.transpose(0, 1), c=c.transpose(0, 1))
+        if self.conditioning == "init":
+            h, c = self._initial(pooled)
+            return DecoderState(h=h.transpose(0, 1), c=c.transpose(0, 1))
+        zeros = pooled.new_zeros(pooled.size(0), self.num_layers, self.hidden_dim)
+        # Merge keeps the projected image as per-image memory (shared by an image's hypotheses).
+        return DecoderState(h=zeros, c=zeros.clone(), memory=self.image_proj(pooled).unsqueeze(1))
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
-        x = self.dropout(self.embed(tokens)).unsqueeze(1)  # (B, 1, E)
+        x = self.dropout(self.embed(tokens)).unsqueeze(1)  # (B*G, 1, E)
         # The state keeps the batch first so every decoder reorders it the same way; nn.LSTM wants it second.
         hx = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
-        out, (h, c) = self.lstm(x, hx)  # out: (B, 1, H)
-        log_probs = F.log_softmax(self.fc(self.dropout(out[:, 0])), dim=-1)  # (B, V)
+        out, (h, c) = self.lstm(x, hx)  # out: (B*G, 1, H)
+        image = None
+        if state.memory is not None:  # merge: (B, 1, E) -> one row per hypothesis (B*G, E)
+            image = state.memory[:, 0].repeat_interleave(tokens.size(0) // state.memory.size(0), dim=0)
+        log_probs = F.log_softmax(self._output(out[:, 0], image), dim=-1)  # (B*G, V)
         return log_probs, replace(state, h=h.transpose(0, 1), c=c.transpose(0, 1)), None
 
 
@@ -335,22 +385,35 @@ class CaptionModel(nn.Module):
     """An image encoder and a caption decoder: ``forward`` trains (teacher forcing), ``generate`` decodes.
 
     Args:
-        encoder: The CNN; its output (pooled or grid) is what the decoder reads.
+        encoder: The CNN; its output (pooled or grid), normalised by ``norm``, is what the decoder reads.
         decoder: A ``CaptionDecoder``.
         bos_id: Token id that starts every caption (``<bos>``).
         eos_id: Token id that ends one (``<eos>``).
+        norm: Feature standardisation with the training set's statistics; None: features go in raw.
     """
 
-    def __init__(self, encoder: ImageEncoder, decoder: CaptionDecoder, bos_id: int, eos_id: int) -> None:
+    def __init__(
+        self,
+        encoder: ImageEncoder,
+        decoder: CaptionDecoder,
+        bos_id: int,
+        eos_id: int,
+        norm: FeatureNorm | None = None,
+    ) -> None:
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
+        self.norm = norm if norm is not None else FeatureNorm(encoder.feature_dim, enabled=False)
         self.bos_id, self.eos_id = bos_id, eos_id
 
-    def features(self, batch: Mapping[str, Any]) -> Tensor:
+    def raw_features(self, batch: Mapping[str, Any]) -> Tensor:
         """Cached ``features`` when the batch carries them, else the encoder run on its ``images``."""
         if "features" in batch:
             return batch["features"]  # (B, D) or (B, N, D)
         return self.encoder(batch["images"])
+
+    def features(self, batch: Mapping[str, Any]) -> Tensor:
+        """What the decoder reads: ``raw_features`` normalised with the training set's statistics."""
+        return self.norm(self.raw_features(batch))
 
     def forward(self, batch: Mapping[str, Any]) -> DecoderOutput:
         """Teacher forcing on the batch's ``captions`` ``(B, L)`` (the whole batch goes through forward so

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from vision2seq.models.normalization import FeatureNorm
+
 if TYPE_CHECKING:
     from vision2seq.models.encoder import ImageEncoder
 
@@ -159,23 +161,48 @@ def _add(total: Tensor | None, value: Tensor) -> Tensor:
 
 
 class VideoModel(nn.Module):
-    """A per-frame image encoder and an LSTM (or mean-pool) clip classifier."""
+    """A per-frame image encoder, the training set's feature normalisation, and a clip classifier.
 
-    def __init__(self, encoder: ImageEncoder, classifier: ClipClassifier) -> None:
+    Every path to the classifier (cached features in training and evaluation, decoded frames in
+    ``classify``, frame-by-frame streaming) goes through ``frame_features``, so all apply the same
+    normalisation.
+
+    Args:
+        encoder: The CNN run on every frame.
+        classifier: LSTM (or mean-pool) clip classifier.
+        norm: Feature standardisation with the training set's statistics; None: features go in raw.
+    """
+
+    def __init__(
+        self, encoder: ImageEncoder, classifier: ClipClassifier, norm: FeatureNorm | None = None
+    ) -> None:
         super().__init__()
         self.encoder, self.classifier = encoder, classifier
+        self.norm = norm if norm is not None else FeatureNorm(encoder.feature_dim, enabled=False)
 
-    def encode_frames(self, frames: Tensor) -> Tensor:
-        """``(..., T, 3, H, W)`` frames -> ``(..., T, D)`` features (the encoder sees them as one batch)."""
+    def raw_frame_features(self, frames: Tensor) -> Tensor:
+        """``(..., T, 3, H, W)`` frames -> ``(..., T, D)`` encoder features (one batch for the encoder)."""
         lead = frames.shape[:-3]
         features = self.encoder(frames.flatten(0, -4))  # (N*T, D)
         return features.reshape(*lead, features.shape[-1])
 
-    def clip_features(self, batch: Mapping[str, Any]) -> Tensor:
+    def frame_features(self, raw: Tensor) -> Tensor:
+        """Raw per-frame features ``(..., D)`` (cached or just encoded) -> what the classifier reads."""
+        return self.norm(raw)
+
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """``(..., T, 3, H, W)`` frames -> ``(..., T, D)`` normalised features (classify and stream)."""
+        return self.frame_features(self.raw_frame_features(frames))
+
+    def raw_clip_features(self, batch: Mapping[str, Any]) -> Tensor:
         """Cached ``features`` when the batch carries them, else the encoder over its ``frames``."""
         if "features" in batch:
             return batch["features"]
-        return self.encode_frames(batch["frames"])
+        return self.raw_frame_features(batch["frames"])
+
+    def clip_features(self, batch: Mapping[str, Any]) -> Tensor:
+        """The batch's normalised per-frame features ``(B, [N,] T, D)``."""
+        return self.frame_features(self.raw_clip_features(batch))
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
         """A batch of clips (cached ``features`` or raw ``frames``) -> logits (see ``logits``)."""

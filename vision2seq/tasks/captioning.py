@@ -14,9 +14,12 @@ from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary, VocabularyError
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.engine import seed_everything
+from vision2seq.errors import UserError
 from vision2seq.evaluation.captions import CaptionEvaluator
 from vision2seq.models.captioner import CaptionModel, attention_regularization, build_decoder
 from vision2seq.models.encoder import ImageEncoder
+from vision2seq.models.normalization import FeatureNorm, fit_feature_norm
+from vision2seq.scst import CiderDReward, SelfCritical
 from vision2seq.tasks.common import Built, Restored, apply_overrides
 
 NAME = "captioning"
@@ -49,28 +52,63 @@ class BatchCaptionEvaluator:
 
 
 class CaptioningTask:
-    """Cross-entropy with teacher forcing (+ doubly stochastic attention loss); judged by generating."""
+    """Cross-entropy with teacher forcing (+ doubly stochastic attention loss), or SCST with a CIDEr-D
+    reward (``train.objective``); judged by generating.
+
+    Args:
+        config: The experiment.
+        vocab: Token ids <-> words.
+        train_references: SCST only: the raw references of every training image, by key (the reward's
+            document frequencies come from them).
+    """
 
     name = NAME
     inputs = ("images", "features")
     monitor = "bleu_4"
 
-    def __init__(self, config: CaptioningConfig, vocab: Vocabulary) -> None:
+    def __init__(
+        self,
+        config: CaptioningConfig,
+        vocab: Vocabulary,
+        train_references: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.config, self.vocab = config, vocab
+        self.scst: SelfCritical | None = None
+        if config.train.objective == "scst" and train_references is not None:
+            t = config.train
+            self.scst = SelfCritical(
+                CiderDReward(train_references),
+                lambda ids: detokenize(vocab.decode(ids)),
+                samples=t.scst_samples,
+                baseline=t.scst_baseline,
+                max_len=config.generation.max_len,
+            )
 
     def training_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        if self.config.train.objective == "scst":
+            return self._scst_step(model, batch)
         captions = batch["captions"]  # (B, L) <bos> ... <eos> <pad>...
         out = model(batch)
         targets = captions[:, 1:]  # (B, L-1)
         loss = F.cross_entropy(
             out.logits.reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=self.vocab.pad_id
         )
-        losses = {"loss": loss, "xent": loss.detach()}
+        losses = {"loss": loss}
         if out.alphas is not None and self.config.model.decoder.alpha_c > 0:
             reg = attention_regularization(out.alphas, targets != self.vocab.pad_id)
             losses["loss"] = loss + self.config.model.decoder.alpha_c * reg
             losses["attention_reg"] = reg.detach()
         return losses
+
+    def _scst_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Self-critical step on a batch of images (one item per image, with its ``keys``)."""
+        if self.scst is None:
+            raise UserError("train.objective=scst: the task was built without the training references")
+        if hasattr(model, "module"):  # DistributedDataParallel syncs gradients only through forward()
+            raise UserError(
+                "train.objective=scst runs in a single process for now; start it without torchrun"
+            )
+        return self.scst(model.decoder, model.features(batch), batch["keys"], model.bos_id, model.eos_id)
 
     def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
         result = model.generate(model.features(batch), self.config.generation)
@@ -114,8 +152,11 @@ def build_model(
     )
     if dec.kind == "attention":
         kwargs["attention_dim"] = dec.attention_dim
+    else:
+        kwargs["conditioning"] = dec.conditioning
     decoder = build_decoder(dec.kind, encoder.feature_dim, len(vocab), **kwargs)
-    return CaptionModel(encoder, decoder, vocab.bos_id, vocab.eos_id)
+    norm = FeatureNorm(encoder.feature_dim, enabled=config.model.feature_norm == "dataset")
+    return CaptionModel(encoder, decoder, vocab.bos_id, vocab.eos_id, norm)
 
 
 def build(config: CaptioningConfig, device: torch.device, dist: DistContext = SINGLE) -> Built:
@@ -128,7 +169,32 @@ def build(config: CaptioningConfig, device: torch.device, dist: DistContext = SI
     # only on the seed, whether or not the cache already existed.
     seed_everything(config.seed + 1)
     model = build_model(config, data.vocab, encoder=encoder)
-    return Built(CaptioningTask(config, data.vocab), model, data.train, data.val)
+    fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
+    references = None
+    if config.train.objective == "scst":
+        references = {r.key: r.captions for r in data.train.dataset.records}
+    return Built(CaptioningTask(config, data.vocab, references), model, data.train, data.val)
+
+
+def fit_normalization(
+    model: CaptionModel, dataset: Any, seed: int, batch_size: int, device: torch.device
+) -> None:
+    """Set the model's feature statistics from the training images (each image once, however many
+    captions it has): their cached features, or a bounded pass of the encoder (in eval mode)."""
+    from vision2seq.data.caption_datasets import ImageItems, collate_captions
+
+    encoder = model.encoder
+    was_training = encoder.training
+    encoder.to(device).eval()
+    model.norm.to(device)
+
+    def raw(batch: Mapping[str, Any]) -> torch.Tensor:
+        return model.raw_features({k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)})
+
+    fit_feature_norm(
+        model.norm, ImageItems(dataset.source), collate_captions, raw, seed, batch_size=batch_size
+    )
+    encoder.train(was_training)
 
 
 def eval_loader(config: CaptioningConfig, model: CaptionModel, split: str, device: torch.device):
@@ -142,6 +208,10 @@ def restore(
     checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
 ) -> Restored:
     """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
+    decoder = checkpoint["config"].get("model", {}).get("decoder", {})
+    if isinstance(decoder, dict) and "conditioning" not in decoder:
+        # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's pre-inject.
+        overrides = ["model.decoder.conditioning=pre", *overrides]
     config = apply_overrides(checkpoint, source, overrides)
     vocab = Vocabulary(checkpoint["extras"][EXTRAS])
     task = CaptioningTask(config, vocab)

@@ -15,6 +15,7 @@ from vision2seq.engine import seed_everything
 from vision2seq.evaluation.accuracy import ClassificationEvaluator
 from vision2seq.models.clip_classifier import ClipClassifier, VideoModel
 from vision2seq.models.encoder import ImageEncoder
+from vision2seq.models.normalization import DEFAULT_MAX_ITEMS, FeatureNorm, fit_feature_norm
 from vision2seq.tasks.common import Built, Restored, apply_overrides
 
 NAME = "video_classification"
@@ -49,7 +50,34 @@ def build_model(
         dropout=t.dropout,
         pooling=t.pooling,
     )
-    return VideoModel(encoder, classifier)
+    norm = FeatureNorm(encoder.feature_dim, enabled=config.model.feature_norm == "dataset")
+    return VideoModel(encoder, classifier, norm)
+
+
+DECODED_CLIPS_FOR_STATISTICS = 128
+"""Clips decoded to estimate the feature statistics when the encoder is not cached (each costs
+``num_frames`` encoder passes); cached clips are cheap and read up to ``normalization.DEFAULT_MAX_ITEMS``."""
+
+
+def fit_normalization(
+    model: VideoModel, dataset: Any, seed: int, batch_size: int, device: torch.device
+) -> None:
+    """Set the model's feature statistics from training clips: their cached per-frame features, or a
+    bounded pass of the encoder (in eval mode) over decoded clips."""
+    from vision2seq.data.video_loaders import CachedClips, collate_clips
+
+    encoder = model.encoder
+    was_training = encoder.training
+    encoder.to(device).eval()
+    model.norm.to(device)
+
+    def raw(batch: Mapping[str, Any]) -> torch.Tensor:
+        return model.raw_clip_features({k: v.to(device) for k, v in batch.items() if k != "label"})
+
+    cached = isinstance(dataset, CachedClips)
+    limit = DEFAULT_MAX_ITEMS if cached else DECODED_CLIPS_FOR_STATISTICS
+    fit_feature_norm(model.norm, dataset, collate_clips, raw, seed, max_items=limit, batch_size=batch_size)
+    encoder.train(was_training)
 
 
 def check_extras(labels: Any) -> str | None:
@@ -125,6 +153,7 @@ def build(config: VideoConfig, device: torch.device, dist: DistContext = SINGLE)
     data = build_video_data(config, encoder, device, dist)
     seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
     model = build_model(config, len(data.class_names), encoder=encoder)
+    fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
     return Built(VideoClassificationTask(config, data.class_names), model, data.train, data.val)
 
 

@@ -1,0 +1,168 @@
+"""Measure what the shipped captioning configs learn on generated scenes (``scenes.py``), offline.
+
+Not a test (pytest does not collect it): the README's learning table comes from it. Each shipped
+captioning config is trained with ``model.encoder.name=resnet18 model.encoder.weights=null`` on 96 px
+scenes of one or two coloured shapes for a fixed number of optimiser steps, then scored on the test
+split: BLEU-4, CIDEr-D and the share of images whose caption names exactly their colour+shape pairs.
+``--scst STEPS`` then fine-tunes each best checkpoint with SCST and scores it again.
+
+    PYTHONPATH=. python tests/measure_learning.py --out /tmp/learning --steps 300 --scst 100
+    PYTHONPATH=/path/to/old/tree python tests/measure_learning.py --out /tmp/learning --tag before
+
+Only keys that exist in older versions are overridden, so the same script measures the code before a
+change (``--tag before``, with PYTHONPATH pointing at the old tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from scenes import COLOURS, colour_shape_accuracy, make_scenes, truth
+
+from vision2seq.checkpoint import load_checkpoint
+from vision2seq.config import load_config
+from vision2seq.evaluation.captions import CaptionEvaluator
+from vision2seq.tasks import checkpoint_task
+from vision2seq.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ("flickr8k_resnet50", "coco_attention", "demo")
+
+
+def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
+    """BLEU-4, CIDEr-D, colour+shape accuracy and the number of distinct captions on ``split``."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    module = checkpoint_task(checkpoint_path, checkpoint)
+    restored = module.restore(checkpoint, str(checkpoint_path), (), "cpu")
+    loader = module.eval_loader(restored.config, restored.model, split, restored.device)
+    captions: dict[str, str] = {}
+    references: dict[str, list[str]] = {}
+    with torch.no_grad():
+        for batch in loader:
+            batch.pop("errors", None)
+            captions.update(restored.task.predict_step(restored.model, batch))
+            references.update(zip(batch["keys"], batch["references"], strict=True))
+    evaluator = CaptionEvaluator()
+    evaluator.update(captions, references)
+    metrics = evaluator.compute()
+    return {
+        "bleu_4": round(metrics["bleu_4"], 4),
+        "cider": round(metrics["cider"], 4),
+        "colour_shape": round(colour_shape_accuracy(captions, references), 4),
+        "colours": round(colour_accuracy(captions, references), 4),
+        "distinct": len(set(captions.values())),
+        "example": next(iter(captions.values())),
+    }
+
+
+def colour_accuracy(captions: dict[str, str], references: dict[str, list[str]]) -> float:
+    """Share of images whose caption names exactly their set of colours."""
+    hits = [
+        {w for w in captions[k].replace(".", " ").replace(",", " ").split() if w in COLOURS}
+        == {c for c, _ in truth(references[k])}
+        for k in captions
+    ]
+    return sum(hits) / max(1, len(hits))
+
+
+def single_caption_baseline(annotations: Path, candidates: int = 50) -> dict[str, float]:
+    """Every test image captioned with the one training caption (of the most frequent) best on val."""
+    images = json.loads(annotations.read_text())["images"]
+    counts: dict[str, int] = {}
+    for image in images:
+        if image["split"] == "train":
+            for sentence in image["sentences"]:
+                counts[sentence["raw"]] = counts.get(sentence["raw"], 0) + 1
+    common = sorted(counts, key=counts.get, reverse=True)[:candidates]
+
+    def metrics(split: str, caption: str) -> dict[str, float]:
+        refs = {str(i["imgid"]): [x["raw"] for x in i["sentences"]] for i in images if i["split"] == split}
+        evaluator = CaptionEvaluator()
+        evaluator.update({k: caption for k in refs}, refs)
+        return evaluator.compute()
+
+    best = max(common, key=lambda c: metrics("val", c)["bleu_4"])
+    test = metrics("test", best)
+    return {"caption": best, "bleu_4": round(test["bleu_4"], 4), "cider": round(test["cider"], 4)}
+
+
+def overrides(data: Path, out: Path, cache: Path, steps: int, extra: list[str]) -> list[str]:
+    return [
+        f"data.annotations={data / 'dataset_scenes.json'}",
+        f"data.images={data / 'images'}",
+        "data.train_splits=[train]",
+        f"data.cache_dir={cache}",
+        "model.encoder.name=resnet18",
+        "model.encoder.weights=null",
+        "model.encoder.image_size=96",
+        f"output_dir={out}",
+        f"train.max_steps={steps}",
+        "train.num_workers=0",
+        *extra,
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--scst", type=int, default=0, help="SCST steps after cross-entropy (0: none)")
+    parser.add_argument("--tag", default="after")
+    parser.add_argument("--rescore", action="store_true", help="only score the checkpoints already there")
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
+    parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    parser.add_argument("--scst-set", nargs="*", default=["train.lr=5e-5"], help="overrides of the SCST runs")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    data = args.out / "data"
+    if not (data / "dataset_scenes.json").exists():
+        make_scenes(data)
+    results: dict = {"single_caption_baseline": single_caption_baseline(data / "dataset_scenes.json")}
+    if args.rescore:
+        for path in sorted(args.out.glob("*/*/*/best.pt")):
+            results["/".join(path.parts[-4:-1])] = score(path)
+        (args.out / "results_rescored.json").write_text(json.dumps(results, indent=1))
+        print(json.dumps(results, indent=1))
+        return
+    for name in args.configs:
+        run_dir = args.out / args.tag / name
+        start = time.perf_counter()
+        if not (run_dir / "xent" / "best.pt").exists():  # a rerun measures only what is missing
+            config = load_config(
+                ROOT / "configs" / f"{name}.yaml",
+                overrides(data, run_dir / "xent", args.out / "cache", args.steps, args.set),
+            )
+            train(config, progress=False)
+        row = {"xent": score(run_dir / "xent" / "best.pt"), "seconds": round(time.perf_counter() - start)}
+        if args.scst:
+            scst = load_config(
+                ROOT / "configs" / f"{name}.yaml",
+                overrides(
+                    data,
+                    run_dir / "scst",
+                    args.out / "cache",
+                    args.scst,
+                    [
+                        *args.set,
+                        "train.objective=scst",
+                        f"train.init_from={run_dir / 'xent' / 'best.pt'}",
+                        "train.monitor=cider",
+                        *args.scst_set,
+                    ],
+                ),
+            )
+            train(scst, progress=False)
+            row["scst"] = score(run_dir / "scst" / "best.pt")
+        results[name] = row
+        print(name, json.dumps(row), file=sys.stderr, flush=True)
+    (args.out / f"results_{args.tag}.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Generated captioned scenes the toolkit was never tuned on: one or two coloured shapes on a textured
+background, five differently worded captions each, in a Karpathy-format JSON.
+
+Unlike the demo data (``vision2seq.demo``: one shape on a plain grey background, left or right, three
+captions) the shapes here sit anywhere, vary in size continuously, come in other colours and kinds, and
+the captions name their vertical position or their arrangement. ``named_pairs`` reads the (colour,
+shape) pairs a caption names, which is how the learning tests and ``measure_learning.py`` score captions.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+COLOURS = {
+    "red": (210, 30, 30),
+    "blue": (30, 60, 210),
+    "green": (30, 160, 50),
+    "yellow": (240, 220, 30),
+    "white": (250, 250, 250),
+    "black": (10, 10, 10),
+}
+SHAPES = ("circle", "square", "triangle", "diamond")
+
+ONE = (
+    "a {c0} {s0} near the {v0}.",
+    "the picture shows a {c0} {s0}.",
+    "there is one {c0} {s0} in this image.",
+    "a single {c0} {s0} on a textured background.",
+    "one {s0}, {c0}, near the {v0} of the picture.",
+)
+TWO = (
+    "a {c0} {s0} and a {c1} {s1}.",
+    "the picture shows a {c0} {s0} next to a {c1} {s1}.",
+    "there are two shapes: a {c0} {s0} and a {c1} {s1}.",
+    "a {c1} {s1} and a {c0} {s0} on a textured background.",
+    "two objects, a {c0} {s0} with a {c1} {s1}.",
+)
+
+
+def _draw(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill: tuple) -> None:
+    if shape == "circle":
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    elif shape == "square":
+        draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    else:
+        draw.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fill)
+
+
+def draw_scene(
+    rng: random.Random,
+    size: int,
+    max_objects: int = 2,
+    radius: tuple[float, float] = (0.14, 0.3),
+    shapes: Sequence[str] = SHAPES,
+    spread: float = 1.0,
+) -> tuple[Image.Image, list[str]]:
+    """One image and its five captions.
+
+    ``radius`` is the range of a single object's radius (share of the side); ``spread`` how far from the
+    centre it may sit (1: anywhere it fits, 0: centred).
+    """
+    base = [rng.randint(100, 160) for _ in range(3)]
+    image = Image.new("RGB", (size, size), tuple(base))
+    draw = ImageDraw.Draw(image)
+    for _ in range(size // 2):  # texture: faint specks so the background is not one flat colour
+        x, y = rng.randrange(size), rng.randrange(size)
+        draw.point((x, y), fill=tuple(min(255, max(0, b + rng.randint(-30, 30))) for b in base))
+    n = rng.randint(1, max_objects)
+    pairs = rng.sample([(c, s) for c in COLOURS for s in shapes], n)
+    # Two objects take the two halves (left/right or top/bottom); one may sit anywhere.
+    horizontal = rng.random() < 0.5
+    attrs: dict[str, str] = {}
+    for i, (colour, shape) in enumerate(pairs):
+        r = size * rng.uniform(0.12, 0.2) if n == 2 else size * rng.uniform(*radius)
+        if n == 1:
+            free = spread * (size / 2 - r)
+            cx, cy = size / 2 + rng.uniform(-free, free), size / 2 + rng.uniform(-free, free)
+        else:
+            lo, hi = (r, size / 2 - r * 0.5) if i == 0 else (size / 2 + r * 0.5, size - r)
+            along, across = rng.uniform(lo, max(lo, hi)), rng.uniform(r, size - r)
+            cx, cy = (along, across) if horizontal else (across, along)
+        fill = tuple(min(255, max(0, v + rng.randint(-15, 15))) for v in COLOURS[colour])
+        _draw(draw, shape, cx, cy, r, fill)
+        attrs.update({f"c{i}": colour, f"s{i}": shape, f"v{i}": "top" if cy < size / 2 else "bottom"})
+    return image, [t.format(**attrs) for t in (ONE if n == 1 else TWO)]
+
+
+def make_scenes(
+    root: Path,
+    n_train: int = 1500,
+    n_val: int = 150,
+    n_test: int = 200,
+    size: int = 96,
+    max_objects: int = 2,
+    radius: tuple[float, float] = (0.14, 0.3),
+    shapes: Sequence[str] = SHAPES,
+    spread: float = 1.0,
+    seed: int = 0,
+) -> Path:
+    """Write the images and ``dataset_scenes.json`` (Karpathy format) under ``root``; return the JSON path."""
+    rng = random.Random(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images = []
+    for i, split in enumerate(["train"] * n_train + ["val"] * n_val + ["test"] * n_test):
+        image, captions = draw_scene(rng, size, max_objects, radius, shapes, spread)
+        name = f"scene_{i:05d}.png"
+        image.save(root / "images" / name)
+        sentences = [{"raw": c} for c in captions]
+        images.append({"filename": name, "imgid": i, "split": split, "sentences": sentences})
+    path = root / "dataset_scenes.json"
+    path.write_text(json.dumps({"dataset": "scenes", "images": images}))
+    return path
+
+
+def named_pairs(caption: str) -> set[tuple[str, str]]:
+    """The (colour, shape) pairs a caption names: a colour word followed (within two words) by a shape."""
+    words = caption.lower().replace(",", " ").replace(".", " ").split()
+    found = set()
+    for i, word in enumerate(words):
+        if word in COLOURS:
+            shape = next((w for w in words[i + 1 : i + 3] if w in SHAPES), None)
+            if shape is not None:
+                found.add((word, shape))
+        if word in SHAPES and i + 1 < len(words) and words[i + 1] in COLOURS:  # "one square, red"
+            found.add((words[i + 1], word))
+    return found
+
+
+def truth(references: list[str]) -> set[tuple[str, str]]:
+    """The (colour, shape) pairs of an image, from its first reference."""
+    return named_pairs(references[0])
+
+
+def colour_shape_accuracy(captions: dict[str, str], references: dict[str, list[str]]) -> float:
+    """Share of images whose caption names exactly their (colour, shape) pairs."""
+    hits = [named_pairs(captions[k]) == truth(references[k]) for k in captions]
+    return sum(hits) / max(1, len(hits))
