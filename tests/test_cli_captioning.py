@@ -111,7 +111,7 @@ def test_evaluate_prints_bleu(trained, capsys):
         assert 0.0 <= metrics[key] <= 1.0
     # Even 16 steps learn some frequent words (less than on raw features: standardised image features
     # vary by image from the first step, so the word prior alone is learnt more slowly).
-    assert metrics["bleu_1"] > 0.2
+    assert metrics["bleu_1"] > 0.1
 
 
 def test_reloaded_checkpoint_gives_identical_captions(trained, tmp_path, capsys):
