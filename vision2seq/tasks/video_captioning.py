@@ -86,7 +86,7 @@ def build_encoder(config: VideoCaptioningConfig, load_weights: bool = True) -> I
     enc = config.model.encoder
     # The temporal encoder reads one vector per frame, so the encoder output is always pooled.
     return ImageEncoder(
-        enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size, load_weights=load_weights
+        enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size, load_weights, enc.resize
     )
 
 
