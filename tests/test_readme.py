@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import tomllib
 from PIL import Image
+from video_caption_fixtures import motion_clips, write_clips, write_msrvtt, write_msvd
 from video_fixtures import make_ucf101_layout
 
 from vision2seq.__main__ import build_parser, main
@@ -58,6 +59,22 @@ FAST_VIDEO = [
     "train.num_workers=0",
     "train.warmup_steps=0",
 ]
+FAST_VIDEO_CAPTIONING = [
+    "model.encoder.name=resnet18",  # a random-init ResNet-152 overflows the float16 cache
+    "model.encoder.weights=null",
+    "model.encoder.image_size=32",
+    "model.temporal.hidden_dim=8",
+    "model.decoder.embed_dim=8",
+    "model.decoder.hidden_dim=16",
+    "model.decoder.attention_dim=8",
+    "data.num_frames=4",
+    "data.cache_frames=4",
+    "data.min_word_freq=1",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "train.early_stopping_patience=0",
+]
+MSVD_SPLIT = "data.msvd_split=[4,2,2]"  # the generated MSVD set has 8 clips, not 1,970
 
 
 def readme_blocks() -> list[tuple[str, str]]:
@@ -104,6 +121,20 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ws / "frames_folder").mkdir()
     for i in range(4):
         Image.new("RGB", (32, 32), (40 * i, 80, 120)).save(ws / "frames_folder" / f"frame{i + 1:06d}.jpg")
+    # Video captioning: tiny MSR-VTT (the official pair) and MSVD sets of generated moving squares.
+    clips = motion_clips({"train": [(8, 2)], "validate": [(10, 4)], "test": [(8, 12)]}, ("red", "blue"))
+    write_clips(ws / "msrvtt" / "videos", clips, frame_folders=False, num_frames=4)
+    write_msrvtt(ws / "msrvtt", clips, pair=True)
+    msvd = [f"clip{i}_1_5" for i in range(8)]
+    write_msvd(
+        ws / "msvd", msvd, {name: [f"a square moves {i}", "a thing moves"] for i, name in enumerate(msvd)}
+    )
+    (ws / "msvd" / "YouTubeClips").mkdir()
+    for name in msvd:
+        shutil.copy(clip, ws / "msvd" / "YouTubeClips" / f"{name}.avi")
+    (ws / "clips").mkdir()
+    shutil.copy(clip, ws / "clips" / "a.avi")
+    shutil.copy(clip, ws / "clip.mp4")
     if COCO.is_dir():  # score-captions examples: the COCO evaluation example in the README's file names
         shutil.copy(COCO / "en_captions_val2014_fakecap_results.json", ws / "results.json")
         shutil.copy(COCO / "en_captions_val2014.json", ws / "captions_val2014.json")
@@ -130,6 +161,8 @@ def placeholders(ws: Path) -> dict[str, str]:
         "/data/dataset_flickr8k.json": str(ws / "demo_run" / "data" / "dataset_shapes.json"),
         "/data/UCF-101": str(ws / "ucf" / "UCF-101"),
         "/data/ucfTrainTestlist": str(ws / "ucf" / "ucfTrainTestlist"),
+        "/data/msrvtt": str(ws / "msrvtt"),
+        "/data/msvd": str(ws / "msvd"),
     }
 
 
@@ -139,7 +172,10 @@ def run_vision2seq(argv: list[str], ws: Path) -> None:
         argv += [*FAST_CAPTIONING[:-1], "train.epochs=1"]
     elif command == "train":
         config = (ROOT / argv[1]).read_text()
-        argv += FAST_VIDEO if "video_classification" in config else FAST_CAPTIONING
+        if "task: video_captioning" in config:
+            argv += [*FAST_VIDEO_CAPTIONING, *([MSVD_SPLIT] if "msvd" in argv[1] else [])]
+        else:
+            argv += FAST_VIDEO if "video_classification" in config else FAST_CAPTIONING
         argv += [] if any(a.startswith("train.epochs=") for a in argv) else ["train.epochs=1"]
     if command == "score-captions" and not COCO.is_dir():
         pytest.skip("../shared/data/coco_caption_eval not present (score-captions examples)")

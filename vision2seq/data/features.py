@@ -345,8 +345,17 @@ def cached_features(
             if inputs is not None:
                 features = encode(inputs).float().cpu().numpy()  # (B, *feature_shape)
                 finite = np.isfinite(features.astype(np.float16)).reshape(len(features), -1).all(axis=1)
-                for index in indices[~torch.from_numpy(finite)].tolist():  # e.g. NaN weights: skip
-                    failed[keys[index]] = f"{keys[index]}: the encoder produced NaN or infinite features"
+                exact = np.isfinite(features).reshape(len(features), -1).all(axis=1)
+                for row, index in enumerate(indices.tolist()):
+                    if finite[row]:
+                        continue
+                    failed[keys[index]] = (  # e.g. NaN weights, or a random-init deep CNN: skipped
+                        f"{keys[index]}: the encoder produced NaN or infinite features"
+                        if not exact[row]
+                        else f"{keys[index]}: features beyond float16's range (65504) of the feature cache "
+                        "(a random-init deep encoder?); use pretrained weights, a smaller encoder such as "
+                        "resnet18, or data.cache_features=false"
+                    )
                     report(failed[keys[index]])
                 array[indices.numpy()] = np.where(finite.reshape(-1, *[1] * (features.ndim - 1)), features, 0)
     array.flush()
