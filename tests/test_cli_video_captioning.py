@@ -130,3 +130,26 @@ def test_caption_command_captions_clips_and_reports_bad_ones(run, tmp_path, caps
     assert all(set(r) == {"file", "caption"} and isinstance(r["caption"], str) for r in rows)
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "broken.mp4" in lines[0] and "Traceback" not in err
+
+
+def test_scst_fine_tunes_a_video_captioner_from_its_xent_checkpoint(run, tmp_path):
+    """SCST is the captioning task's, so video captioning has it too: it starts from the cross-entropy
+    weights, samples clip captions, rewards them with CIDEr-D and moves the weights."""
+    _, config, best, _ = run
+    out = tmp_path / "scst"
+    result = run_module(
+        "train",
+        config,
+        f"output_dir={out}",
+        "train.objective=scst",
+        f"train.init_from={best}",
+        "train.scst_samples=2",
+        "train.epochs=1",
+        "train.lr=0.001",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    start, tuned = load_checkpoint(best)["model"], load_checkpoint(out / "last.pt")["model"]
+    assert tuned.keys() == start.keys()
+    moved = [k for k in start if start[k].is_floating_point() and not torch.equal(start[k], tuned[k])]
+    assert any(k.startswith("decoder.") for k in moved) and any(k.startswith("temporal.") for k in moved)

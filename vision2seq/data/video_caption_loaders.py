@@ -198,7 +198,12 @@ def build_video_caption_data(
         device,
         dist,
     )
-    train = ClipCaptionPairs(train_clips, train_records, vocab, d.max_caption_len)
+    train: ClipCaptionPairs | CaptionedClips
+    if config.train.objective == "scst":
+        # SCST samples its own captions: one item per clip, with its key for the reward's references.
+        train = CaptionedClips(train_clips, train_records)
+    else:
+        train = ClipCaptionPairs(train_clips, train_records, vocab, d.max_caption_len)
     val = CaptionedClips(val_clips, val_records)
     return VideoCaptionData(
         vocab, _loader(train, config, True, device, dist), _loader(val, config, False, device, dist)

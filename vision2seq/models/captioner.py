@@ -415,6 +415,11 @@ class CaptionModel(nn.Module):
         """What the decoder reads: ``raw_features`` normalised with the training set's statistics."""
         return self.norm(self.raw_features(batch))
 
+    def memory(self, features: Tensor) -> Tensor:
+        """What the decoder reads of ``features()``: the image features themselves (a video captioner
+        encodes its frame features over time first)."""
+        return features
+
     def forward(self, batch: Mapping[str, Any]) -> DecoderOutput:
         """Teacher forcing on the batch's ``captions`` ``(B, L)`` (the whole batch goes through forward so
         DistributedDataParallel sees every trained parameter, the encoder's included)."""

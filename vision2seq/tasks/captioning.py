@@ -108,7 +108,8 @@ class CaptioningTask:
             raise UserError(
                 "train.objective=scst runs in a single process for now; start it without torchrun"
             )
-        return self.scst(model.decoder, model.features(batch), batch["keys"], model.bos_id, model.eos_id)
+        memory = model.memory(model.features(batch))
+        return self.scst(model.decoder, memory, batch["keys"], model.bos_id, model.eos_id)
 
     def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
         result = model.generate(model.features(batch), self.config.generation)

@@ -8,21 +8,19 @@ over the frames before the attention decoder) and the data (clips through the vi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from vision2seq.config import VideoCaptioningConfig
-from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.engine import seed_everything
-from vision2seq.models.captioner import AttentionDecoder, attention_regularization
+from vision2seq.models.captioner import AttentionDecoder
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
-from vision2seq.tasks.captioning import BatchCaptionEvaluator
+from vision2seq.tasks.captioning import CaptioningTask
 from vision2seq.tasks.captioning import check_extras as check_extras  # the same vocabulary check
 from vision2seq.tasks.common import Built, Restored, apply_overrides
 
@@ -33,40 +31,13 @@ EXTRAS = "vocab"
 """The entry of a checkpoint's ``extras`` this task needs (a list)."""
 
 
-class VideoCaptioningTask:
-    """Cross-entropy with teacher forcing (+ optional attention penalty over frames); judged by generating."""
+class VideoCaptioningTask(CaptioningTask):
+    """Image captioning's objectives (cross-entropy + attention penalty over frames, or SCST) and
+    evaluation, for clips; the temporal encoder trains with the decoder. Best checkpoint by CIDEr-D."""
 
     name = NAME
     inputs = ("frames", "features")
     monitor = "cider"
-
-    def __init__(self, config: VideoCaptioningConfig, vocab: Vocabulary) -> None:
-        self.config, self.vocab = config, vocab
-
-    def training_step(self, model: VideoCaptionModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        captions = batch["captions"]  # (B, L) <bos> ... <eos> <pad>...
-        out = model(batch)
-        targets = captions[:, 1:]  # (B, L-1)
-        loss = F.cross_entropy(
-            out.logits.reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=self.vocab.pad_id
-        )
-        losses = {"loss": loss, "xent": loss.detach()}
-        alpha_c = self.config.model.decoder.alpha_c
-        if out.alphas is not None and alpha_c > 0:
-            reg = attention_regularization(out.alphas, targets != self.vocab.pad_id)
-            losses["loss"] = loss + alpha_c * reg
-            losses["attention_reg"] = reg.detach()
-        return losses
-
-    def predict_step(self, model: VideoCaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
-        result = model.generate(model.features(batch), self.config.generation)
-        return {
-            key: detokenize(self.vocab.decode(tokens))
-            for key, tokens in zip(batch["keys"], result.tokens, strict=True)
-        }
-
-    def make_evaluator(self) -> BatchCaptionEvaluator:
-        return BatchCaptionEvaluator()
 
     def parameter_groups(self, model: VideoCaptionModel) -> list[dict[str, Any]]:
         return [
@@ -76,9 +47,6 @@ class VideoCaptioningTask:
             },
             {"params": list(model.encoder.parameters()), "lr": self.config.model.encoder.lr},
         ]
-
-    def checkpoint_extras(self) -> dict[str, Any]:
-        return {EXTRAS: self.vocab.to_list()}
 
 
 def build_encoder(config: VideoCaptioningConfig, load_weights: bool = True) -> ImageEncoder:
@@ -128,7 +96,10 @@ def build(config: VideoCaptioningConfig, device: torch.device, dist: DistContext
     data = build_video_caption_data(config, encoder, device, dist)
     seed_everything(config.seed + 1)  # model init independent of whether the cache already existed
     model = build_model(config, data.vocab, encoder=encoder)
-    return Built(VideoCaptioningTask(config, data.vocab), model, data.train, data.val)
+    references = None
+    if config.train.objective == "scst":
+        references = {r.key: r.captions for r in data.train.dataset.records}
+    return Built(VideoCaptioningTask(config, data.vocab, references), model, data.train, data.val)
 
 
 def eval_loader(config: VideoCaptioningConfig, model: VideoCaptionModel, split: str, device: torch.device):
