@@ -108,7 +108,8 @@ class TrainConfig:
     """Stop after this many optimiser steps in total (for smoke tests); null runs all epochs."""
     init_from: str | None = None
     """Start from the weights of this checkpoint (same task, same vocabulary or classes); unlike a resume
-    the optimiser, schedule and epoch count start afresh (e.g. SCST after cross-entropy)."""
+    the optimiser, schedule and epoch count start afresh (e.g. SCST after cross-entropy). Ignored when
+    resuming."""
     objective: Literal["xent", "scst"] = "xent"
     """Captioning only: ``xent`` (teacher-forced cross-entropy) or ``scst`` (self-critical sequence
     training with a CIDEr-D reward; start it from a cross-entropy checkpoint with ``init_from``)."""

@@ -7,6 +7,7 @@ Runs in one process, or in each process of a ``torchrun`` job (DistributedDataPa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -19,8 +20,9 @@ from vision2seq.run_dir import claim_output_dir
 from vision2seq.tasks import TASKS
 
 
-def init_weights(model: nn.Module, task, path: str | Path) -> None:
-    """Load the weights (feature statistics included) of checkpoint ``path`` into ``model``.
+def init_weights(model: nn.Module, task: Any, path: str | Path) -> None:
+    """Load the weights (feature statistics included) of checkpoint ``path`` into ``model`` of ``task``
+    (``train.init_from``; ignored when resuming, since ``last.pt`` then holds the weights).
 
     Raises:
         UserError: the file is another task's, its vocabulary or class names differ from the run's, or
