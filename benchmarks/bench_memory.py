@@ -82,6 +82,7 @@ def child(directory: Path, steps: int, batch_size: int) -> dict[str, Any]:
     from vision2seq.data.features import FeatureStore
     from vision2seq.data.vocab import SPECIALS, Vocabulary
     from vision2seq.models.captioner import CaptionModel, build_decoder
+    from vision2seq.models.normalization import FeatureNorm
     from vision2seq.tasks.captioning import CaptioningTask
 
     at_start = proc_status_mb()
@@ -105,6 +106,9 @@ def child(directory: Path, steps: int, batch_size: int) -> dict[str, Any]:
         build_decoder("show_tell", feature_dim, len(vocab), embed_dim=64, hidden_dim=128),
         vocab.bos_id,
         vocab.eos_id,
+        FeatureNorm(
+            feature_dim, enabled=False
+        ),  # raw cached features: the memory of reading them is measured
     )  # type: ignore[arg-type]
     task = CaptioningTask(CaptioningConfig(), vocab)
     optimizer = torch.optim.Adam(model.decoder.parameters(), lr=1e-3)
