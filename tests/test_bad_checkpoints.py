@@ -227,8 +227,8 @@ def test_video_checkpoint_given_to_caption(tiny_video, tmp_path, capsys) -> None
     assert_one_error(
         err,
         "caption",
-        f"{tiny_video.checkpoint}: this is a 'video_classification' checkpoint, but a 'captioning' "
-        "checkpoint is needed (use `vision2seq classify` with it)",
+        f"{tiny_video.checkpoint}: this is a 'video_classification' checkpoint, but a 'captioning' or "
+        "'video_captioning' checkpoint is needed (use `vision2seq classify` with it)",
     )
 
 

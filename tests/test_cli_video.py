@@ -109,7 +109,7 @@ def test_wrong_checkpoint_kind_is_refused(ucf, tmp_path, capsys):
     capsys.readouterr()
     assert main(["caption", "--checkpoint", str(best), str(tmp_path)]) == 1
     assert (
-        "'video_classification' checkpoint, but a 'captioning' checkpoint is needed"
+        "'video_classification' checkpoint, but a 'captioning' or 'video_captioning' checkpoint is needed"
         in capsys.readouterr().err
     )
 

@@ -17,7 +17,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import CaptioningConfig, with_overrides
 from vision2seq.data.images import ImageFiles, collate_good, load_image
 from vision2seq.data.tokenizer import detokenize
@@ -25,7 +24,7 @@ from vision2seq.data.vocab import Vocabulary
 from vision2seq.models.captioner import CaptionModel
 from vision2seq.models.generation import with_settings
 from vision2seq.resources import worker_count
-from vision2seq.tasks import captioning, checkpoint_task
+from vision2seq.tasks import captioning, restore_checkpoint
 
 
 @dataclass
@@ -60,9 +59,7 @@ class Captioner:
     ) -> Captioner:
         """Load a captioning checkpoint (``best.pt`` / ``last.pt``) safely; ``device``: auto/cpu/cuda;
         ``overrides``: ``key=value`` changes to its config (e.g. ``generation.beam_size=5``)."""
-        checkpoint = load_checkpoint(path)
-        checkpoint_task(path, checkpoint, captioning.NAME)
-        restored = captioning.restore(checkpoint, str(path), overrides, device)
+        _, restored = restore_checkpoint(path, captioning.NAME, overrides, device)
         return cls(restored.model, restored.task.vocab, restored.config, restored.device)
 
     def with_overrides(self, overrides: Sequence[str]) -> CaptioningConfig:

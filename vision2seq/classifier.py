@@ -17,7 +17,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import VideoConfig, with_overrides
 from vision2seq.data.images import collate_good
 from vision2seq.data.inputs import VIDEO_SUFFIXES, find_inputs
@@ -27,7 +26,7 @@ from vision2seq.data.video_datasets import VideoSample
 from vision2seq.data.video_loaders import IndexedClips
 from vision2seq.models.clip_classifier import VideoModel
 from vision2seq.resources import worker_count
-from vision2seq.tasks import checkpoint_task, video_classification
+from vision2seq.tasks import restore_checkpoint, video_classification
 from vision2seq.tasks.video_classification import VideoClassificationTask
 
 # Frames the encoder sees per forward pass in `VideoClassifier.classify`.
@@ -98,9 +97,7 @@ class VideoClassifier:
     ) -> VideoClassifier:
         """Load a video-classification checkpoint safely; ``device``: auto/cpu/cuda; ``overrides``:
         ``key=value`` changes to its config (e.g. ``data.test_clips=3``)."""
-        checkpoint = load_checkpoint(path)
-        checkpoint_task(path, checkpoint, video_classification.NAME)
-        restored = video_classification.restore(checkpoint, str(path), overrides, device)
+        _, restored = restore_checkpoint(path, video_classification.NAME, overrides, device)
         return cls(restored.model, restored.task.class_names, restored.config, restored.device)
 
     def with_overrides(self, overrides: Sequence[str]) -> VideoConfig:

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.engine import evaluate
-from vision2seq.tasks import checkpoint_task
+from vision2seq.tasks import restore_checkpoint
 
 
 def evaluate_checkpoint(
@@ -19,8 +18,6 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict[str, Any]:
     """The task's metrics of the checkpoint at ``path`` on ``split`` (e.g. BLEU-4, CIDEr-D; top-1)."""
-    checkpoint = load_checkpoint(path)
-    task_module = checkpoint_task(path, checkpoint)
-    restored = task_module.restore(checkpoint, str(path), overrides, device)
+    task_module, restored = restore_checkpoint(path, None, overrides, device)
     loader = task_module.eval_loader(restored.config, restored.model, split, restored.device)
     return evaluate(restored.task, restored.model, loader, restored.device, progress=progress)

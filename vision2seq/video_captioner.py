@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from vision2seq.captioner import Captioner, CaptionResult, caption_in_batches
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import VideoCaptioningConfig
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.video_clips import VideoClipDataset
@@ -24,7 +23,8 @@ from vision2seq.data.video_loaders import IndexedClips
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.models.generation import with_settings
 from vision2seq.models.video_captioner import VideoCaptionModel
-from vision2seq.tasks import captioning, checkpoint_task, video_captioning
+from vision2seq.tasks import captioning, restore_checkpoint, video_captioning
+from vision2seq.tasks.common import Restored
 
 __all__ = ["CaptionResult", "VideoCaptioner", "find_inputs", "load_captioner"]
 
@@ -50,14 +50,11 @@ class VideoCaptioner:
     ) -> VideoCaptioner:
         """Load a video-captioning checkpoint (``best.pt`` / ``last.pt``) safely; ``device``:
         auto/cpu/cuda; ``overrides``: ``key=value`` changes to its config (e.g. ``data.num_frames=16``)."""
-        return cls._from_loaded(path, load_checkpoint(path), device, overrides)
+        _, restored = restore_checkpoint(path, video_captioning.NAME, overrides, device)
+        return cls.from_restored(restored)
 
     @classmethod
-    def _from_loaded(
-        cls, path: str | Path, checkpoint: dict[str, Any], device: str, overrides: Sequence[str]
-    ) -> VideoCaptioner:
-        checkpoint_task(path, checkpoint, video_captioning.NAME)
-        restored = video_captioning.restore(checkpoint, str(path), overrides, device)
+    def from_restored(cls, restored: Restored) -> VideoCaptioner:
         return cls(restored.model, restored.task.vocab, restored.config, restored.device)
 
     def clips(self, paths: Sequence[str | Path]) -> VideoClipDataset:
@@ -131,12 +128,9 @@ def load_captioner(
     Raises:
         CheckpointError: not a captioning checkpoint (the message names the command that uses it).
     """
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("task") == video_captioning.NAME:
-        return VideoCaptioner._from_loaded(path, checkpoint, device, overrides)
-    # Any other task is refused as image captioning refuses it, naming the command that uses it.
-    checkpoint_task(path, checkpoint, captioning.NAME)
-    restored = captioning.restore(checkpoint, str(path), overrides, device)
+    module, restored = restore_checkpoint(path, (captioning.NAME, video_captioning.NAME), overrides, device)
+    if module is video_captioning:
+        return VideoCaptioner.from_restored(restored)
     return Captioner(restored.model, restored.task.vocab, restored.config, restored.device)
 
 

@@ -18,12 +18,14 @@ and one entry below.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from vision2seq.checkpoint import CheckpointError
+from vision2seq.checkpoint import CheckpointError, load_checkpoint
 from vision2seq.tasks import captioning, video_captioning, video_classification
+from vision2seq.tasks.common import Restored
 
 TASKS: dict[str, ModuleType] = {
     "captioning": captioning,
@@ -32,13 +34,15 @@ TASKS: dict[str, ModuleType] = {
 }
 
 
-def checkpoint_task(path: str | Path, checkpoint: dict[str, Any], expected: str | None = None) -> ModuleType:
+def checkpoint_task(
+    path: str | Path, checkpoint: dict[str, Any], expected: str | tuple[str, ...] | None = None
+) -> ModuleType:
     """The task module of a loaded checkpoint, after checking it holds what that task reads.
 
     Args:
         path: Where the checkpoint came from (for messages).
         checkpoint: The loaded payload (``checkpoint.load_checkpoint``).
-        expected: The task the caller needs (``caption`` needs a captioner); None accepts any task.
+        expected: The task (or tasks) the caller can use (``caption`` needs a captioner); None: any.
 
     Raises:
         CheckpointError: an unknown task, another task than ``expected``, or a missing/malformed ``config``,
@@ -46,10 +50,12 @@ def checkpoint_task(path: str | Path, checkpoint: dict[str, Any], expected: str 
     """
     found = checkpoint.get("task")
     module = TASKS.get(found) if isinstance(found, str) else None
-    if expected is not None and found != expected:
+    accepted = (expected,) if isinstance(expected, str) else expected
+    if accepted is not None and found not in accepted:
         hint = f" (use `{module.COMMAND}` with it)" if module is not None else ""
+        needed = " or ".join(repr(name) for name in accepted)
         raise CheckpointError(
-            f"{path}: this is a {found!r} checkpoint, but a {expected!r} checkpoint is needed{hint}"
+            f"{path}: this is a {found!r} checkpoint, but a {needed} checkpoint is needed{hint}"
         )
     if module is None:
         known = ", ".join(sorted(TASKS))
@@ -66,3 +72,16 @@ def checkpoint_task(path: str | Path, checkpoint: dict[str, Any], expected: str 
     if problem:
         raise CheckpointError(f"{path}: {problem}")
     return module
+
+
+def restore_checkpoint(
+    path: str | Path,
+    expected: str | tuple[str, ...] | None = None,
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+) -> tuple[ModuleType, Restored]:
+    """Load the checkpoint at ``path`` safely, check it (``checkpoint_task``) and restore its task and
+    model with ``overrides`` applied to its config: the one way every command and class opens one."""
+    checkpoint = load_checkpoint(path)
+    module = checkpoint_task(path, checkpoint, expected)
+    return module, module.restore(checkpoint, str(path), overrides, device)
