@@ -77,5 +77,6 @@ def test_lstm_learns_frame_order_and_mean_pool_baseline_cannot(motion_dataset, t
     lstm = run(motion_dataset, tmp_path, "lstm")
     mean = run(motion_dataset, tmp_path, "mean")
     assert lstm.best_metric >= 0.9, lstm.last_metrics
-    # The two classes hold the same frames in opposite order: their mean features are identical.
-    assert mean.best_metric <= 0.65, mean.last_metrics
+    # The two classes hold the same frames in opposite order (each validation clip has its reversed twin
+    # there): their mean features are identical, so exactly one of each pair is right.
+    assert mean.best_metric == 0.5, mean.last_metrics
