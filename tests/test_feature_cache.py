@@ -335,3 +335,39 @@ def test_non_finite_features_are_never_cached(images, tmp_path):
         assert store.failed[key] in reported
     for key in (str(images[1]), str(images[3])):
         assert torch.isfinite(store[store.rows[key]]).all()
+
+
+def test_production_cache_key_follows_images_weights_output_and_resize(images, tmp_path):
+    """The caption data path's own cache key (``image_sources``), not a copy of its recipe: the same
+    inputs find the same cache; a changed image, weights, output mode or resize mode get a new one."""
+    from vision2seq.config import load_config
+    from vision2seq.data.caption_datasets import image_sources
+    from vision2seq.data.captions import CaptionedImage
+
+    good = images[:-1]
+    records = [CaptionedImage(str(i), p, ["a dog"], [["a", "dog"]], "train") for i, p in enumerate(good)]
+
+    def cache_dir(encoder, *overrides):
+        config = load_config(None, [f"data.cache_dir={tmp_path / 'cache'}", "train.batch_size=2", *overrides])
+        [(source, _)] = image_sources(config, encoder, [records], torch.device("cpu"))
+        return source.store.directory
+
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet18", weights=None, image_size=32)
+    first = cache_dir(encoder)
+    assert cache_dir(encoder) == first  # found again, not rebuilt
+    seen = {first}
+    with torch.no_grad():
+        encoder.stages["layer4"][0].conv1.weight.add_(1.0)  # the weights change
+    seen.add(cache_dir(encoder))
+    grid = ImageEncoder("resnet18", weights=None, output="grid", image_size=32)
+    grid.load_state_dict(encoder.state_dict())
+    seen.add(cache_dir(grid, "model.encoder.output=grid"))
+    padded = ImageEncoder("resnet18", weights=None, image_size=32, resize="pad")
+    padded.load_state_dict(encoder.state_dict())
+    seen.add(cache_dir(padded))
+    time.sleep(0.01)
+    Image.new("RGB", (40, 40), (0, 0, 0)).save(good[0])  # an image changes
+    os.utime(good[0], ns=(time.time_ns(), time.time_ns()))
+    seen.add(cache_dir(encoder))
+    assert len(seen) == 5
