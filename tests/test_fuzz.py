@@ -505,3 +505,20 @@ def test_a_damaged_feature_cache_never_returns_wrong_rows(damage, cut) -> None:
                 assert str(directory) in str(exc)
                 continue
             np.testing.assert_array_equal(values, original[row].astype(np.float32))
+
+
+def test_a_cache_header_that_numpy_cannot_tokenize_is_damage(tmp_path) -> None:
+    """Found by the fuzz test above: a flipped byte can leave an unclosed bracket in the .npy header,
+    which numpy's header parser reports as tokenize.TokenError, not ValueError."""
+    from vision2seq.data.features import FeatureCacheError, FeatureStore, write_meta
+
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    np.save(directory / "features.npy", np.zeros((2, 3), dtype=np.float16))
+    write_meta(directory, ["a", "b"], {})
+    raw = bytearray((directory / "features.npy").read_bytes())
+    header_end = raw.index(b"}")
+    raw[header_end - 2 : header_end + 1] = b" ( "  # an unclosed bracket where the dict ends
+    (directory / "features.npy").write_bytes(bytes(raw))
+    with pytest.raises(FeatureCacheError, match="header unreadable"):
+        FeatureStore(directory)

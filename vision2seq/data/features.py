@@ -173,7 +173,8 @@ class FeatureStore:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 offset = f.tell()
                 size = os.fstat(f.fileno()).st_size
-        except (OSError, ValueError, SyntaxError, TypeError) as exc:
+        except Exception as exc:  # numpy parses the header as Python literals: damaged bytes raise
+            # ValueError, SyntaxError, tokenize.TokenError, ... any of which means the same to us
             raise self._damaged(f"features.npy header unreadable: {type(exc).__name__}") from None
         if tuple(shape) != self.shape or fortran or np.dtype(dtype) != self.dtype:
             raise self._damaged(
