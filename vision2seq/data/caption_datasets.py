@@ -97,8 +97,11 @@ class CaptionedImages(Dataset):
             return str(exc)
 
 
-def collate_captions(items: list[dict[str, Any] | str]) -> dict[str, Any]:
-    """Stack inputs, right-pad captions with ``<pad>`` (id 0), keep keys/references as lists.
+def collate_captions(
+    items: list[dict[str, Any] | str], inputs: tuple[str, ...] = ("features", "images")
+) -> dict[str, Any]:
+    """Stack the ``inputs`` (images, or clips' frames, or their cached features), right-pad captions with
+    ``<pad>`` (id 0), keep keys/references as lists.
 
     Items that could not be read (error lines) travel as ``errors``, for the loop to report.
     """
@@ -106,7 +109,7 @@ def collate_captions(items: list[dict[str, Any] | str]) -> dict[str, Any]:
     items = [it for it in items if not isinstance(it, str)]
     if not items:
         return batch
-    for name in ("features", "images"):
+    for name in inputs:
         if name in items[0]:
             batch[name] = torch.stack([it[name] for it in items])
     if "caption" in items[0]:

@@ -8,6 +8,7 @@ encoded once whichever task reads them. Each clip's ``label`` there is the index
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from vision2seq.config import (
     VideoDataConfig,
     VideoModelConfig,
 )
+from vision2seq.data.caption_datasets import collate_captions
 from vision2seq.data.captions import AnnotationError
 from vision2seq.data.video_captions import (
     CaptionedClip,
@@ -141,24 +143,8 @@ class CaptionedClips(Dataset):
         return {**_inputs(item), "key": record.key, "references": record.captions}
 
 
-def collate_clip_captions(items: list[dict[str, Any] | str]) -> dict[str, Any]:
-    """Stack clip inputs, right-pad captions with ``<pad>`` (id 0), keep keys/references as lists.
-
-    Items that could not be read (error lines) travel as ``errors``, for the loop to report.
-    """
-    batch: dict[str, Any] = {"errors": [it for it in items if isinstance(it, str)]}
-    good = [it for it in items if not isinstance(it, str)]
-    if not good:
-        return batch
-    for name in INPUTS:
-        if name in good[0]:
-            batch[name] = torch.stack([it[name] for it in good])  # (B, T, D) or (B, T, 3, H, W)
-    if "caption" in good[0]:
-        batch["captions"] = torch.nn.utils.rnn.pad_sequence([it["caption"] for it in good], batch_first=True)
-    if "key" in good[0]:
-        batch["keys"] = [it["key"] for it in good]
-        batch["references"] = [it["references"] for it in good]
-    return batch
+collate_clip_captions = functools.partial(collate_captions, inputs=INPUTS)
+"""Image captioning's collate over clips: ``(B, T, D)`` features or ``(B, T, 3, H, W)`` frames."""
 
 
 def _as_video_list(records: list[CaptionedClip]) -> VideoList:
