@@ -17,13 +17,14 @@ that would leave the ``videos`` folder are refused. Listed clips that do not exi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vision2seq.data.captions import AnnotationError, read_json, safe_join
 from vision2seq.data.tokenizer import tokenize
+from vision2seq.data.video_datasets import read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -148,20 +149,6 @@ def _with_captions(clips: list[CaptionedClip], source: Path) -> list[CaptionedCl
 # --- MSVD --------------------------------------------------------------------------------------
 
 
-def _lines(path: Path, what: str) -> Iterable[tuple[int, str]]:
-    """Non-blank, non-comment lines with their 1-based numbers."""
-    if not path.is_file():
-        raise AnnotationError(f"{path}: missing {what}")
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise AnnotationError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    for n, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if line and not line.startswith("#"):
-            yield n, line
-
-
 def parse_msvd(
     videos: str | Path,
     descriptions: str | Path,
@@ -188,7 +175,7 @@ def parse_msvd(
             f"data.msvd_split: expected three clip counts (train, val, test), got {list(split_sizes)}"
         )
     listed: dict[str, int | None] = {}
-    for n, line in _lines(mapping, "MSVD id mapping file (youtube_mapping.txt)"):
+    for n, line in read_lines(mapping, "MSVD id mapping file (youtube_mapping.txt)", AnnotationError, "#"):
         name, *rest = line.split()
         if name in listed:
             raise AnnotationError(f"{mapping}:{n}: clip {name!r} is listed twice")
@@ -203,7 +190,9 @@ def parse_msvd(
             "split; pass the full mapping file, or set data.msvd_split to this dataset's counts"
         )
     captions: dict[str, list[str]] = {}
-    for _, line in _lines(descriptions, "MSVD descriptions file (AllVideoDescriptions.txt)"):
+    for _, line in read_lines(
+        descriptions, "MSVD descriptions file (AllVideoDescriptions.txt)", AnnotationError, "#"
+    ):
         name, _, caption = line.partition(" ")
         if caption.strip():
             captions.setdefault(name, []).append(caption.strip())

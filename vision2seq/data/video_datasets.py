@@ -76,15 +76,20 @@ def _is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
-    """Non-blank stripped lines with 1-based numbers (the official lists use CRLF line ends)."""
+def read_lines(
+    path: Path, what: str, error: type[UserError] = UserError, comment: str | None = None
+) -> list[tuple[int, str]]:
+    """Non-blank stripped lines of a dataset's list file with 1-based numbers (the official lists use
+    CRLF line ends), leaving out lines that start with ``comment``; ``error`` names a missing or
+    unreadable file as ``what``."""
     if not path.is_file():
-        raise UserError(f"{path}: missing {what}")
+        raise error(f"{path}: missing {what}")
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    return [(n, line) for n, line in lines if line and not (comment and line.startswith(comment))]
 
 
 def _check_missing(
@@ -122,7 +127,7 @@ def _check_subset(subset: str, allowed: tuple[str, ...], dataset: str) -> None:
 
 def _ucf_classes(class_ind: Path) -> list[str]:
     names = []
-    for line_no, line in _read_lines(class_ind, "UCF101 class index (classInd.txt)"):
+    for line_no, line in read_lines(class_ind, "UCF101 class index (classInd.txt)"):
         parts = line.split()
         if len(parts) != 2 or not _is_number(parts[0]) or int(parts[0]) != len(names) + 1:
             raise UserError(f"{class_ind}:{line_no}: expected '{len(names) + 1} ClassName', got {line!r}")
@@ -159,7 +164,7 @@ def parse_ucf101(
     index = {name.lower(): i for i, name in enumerate(class_names)}
     listing = annotations_dir / f"{subset}list{split:02d}.txt"
     samples = []
-    for line_no, line in _read_lines(listing, f"UCF101 {subset} list"):
+    for line_no, line in read_lines(listing, f"UCF101 {subset} list"):
         where = f"{listing}:{line_no}"
         relative, *rest = line.split()
         if rest:  # train lists carry a 1-based label
@@ -216,7 +221,7 @@ def parse_hmdb51(
     class_names = [f.name[: -len(suffix)] for f in split_files]
     samples = []
     for label, (name, split_file) in enumerate(zip(class_names, split_files, strict=True)):
-        for line_no, line in _read_lines(split_file, "HMDB51 split file"):
+        for line_no, line in read_lines(split_file, "HMDB51 split file"):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise UserError(f"{split_file}:{line_no}: expected 'name.avi 0|1|2', got {line!r}")
