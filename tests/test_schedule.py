@@ -70,3 +70,23 @@ def test_train_prints_the_effective_schedule(tiny_captioner, tmp_path, capsys) -
     lines = err.splitlines()
     assert any(line.startswith("warning: train.warmup_steps=50 is more than 10%") for line in lines), err
     assert any(line.startswith("schedule: lr 0.01, warm-up 0 steps") for line in lines), err
+
+
+def test_schedule_ends_with_the_epochs_when_max_steps_is_not_reached(
+    tiny_captioner, tmp_path, capsys
+) -> None:
+    # 24 captions, batch 8: three steps an epoch; three epochs end the run long before max_steps=1000, so
+    # the warm-up and decay must be fitted to its 9 steps, not to 1000 it never reaches.
+    code, _, err = tiny_models.run_cli(
+        capsys,
+        "train",
+        tiny_captioner.config,
+        f"output_dir={tmp_path / 'run'}",
+        "train.epochs=3",
+        "train.max_steps=1000",
+        "train.scheduler=cosine",
+        "train.warmup_fraction=0.5",
+    )
+    assert code == 0, err
+    schedule = [line for line in err.splitlines() if line.startswith("schedule:")]
+    assert schedule and schedule[0].endswith(" 9 total steps"), err

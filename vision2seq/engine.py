@@ -217,7 +217,8 @@ def _fit(
     model.to(device)
     optimizer = build_optimizer(task.parameter_groups(model), cfg)
     steps_per_epoch = max(1, len(train_loader))
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    # The run ends at whichever comes first; the schedule must end there too (not at an unreached max_steps).
+    total_steps = min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch)
     scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     trainer = _Trainer(task, model, _wrap_ddp(model, device, dist), optimizer, scheduler, scaler, cfg, device)

@@ -422,8 +422,12 @@ class CaptionModel(nn.Module):
 
     def forward(self, batch: Mapping[str, Any]) -> DecoderOutput:
         """Teacher forcing on the batch's ``captions`` ``(B, L)`` (the whole batch goes through forward so
-        DistributedDataParallel sees every trained parameter, the encoder's included)."""
-        return self.decoder(self.features(batch), batch["captions"])
+        DistributedDataParallel sees every trained parameter, the encoder's included). A batch of whole
+        images with several captions each maps captions to images by ``caption_image``."""
+        features = self.features(batch)
+        if "caption_image" in batch:
+            features = features.index_select(0, batch["caption_image"])
+        return self.decoder(features, batch["captions"])
 
     def generate(
         self, features: Tensor, settings: GenerationConfig, return_attention: bool = False

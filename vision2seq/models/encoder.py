@@ -178,13 +178,13 @@ class ImageEncoder(nn.Module):
         backbone = _build_backbone(name, weights if load_weights else None)
         self.stages = nn.ModuleDict(_trunk_stages(name, backbone))
         self.trainable_stages = self._freeze(trainable_from)
-        self.train()  # puts frozen stages in eval mode (batch norm, dropout, stochastic depth)
         size = self.preprocessing.crop_size
         try:
-            with torch.no_grad():
-                fmap = self.feature_map(torch.zeros(1, 3, size, size))
+            with torch.no_grad():  # in eval mode: batch norm cannot take batch statistics of one image
+                fmap = self.eval().feature_map(torch.zeros(1, 3, size, size))
         except Exception:  # e.g. ViTs, whose forward() does more than chain their children
             fmap = None
+        self.train()  # puts frozen stages in eval mode (batch norm, dropout, stochastic depth)
         if fmap is None or fmap.dim() != 4:
             raise UserError(
                 f"model.encoder.name: {name} is not supported as a feature encoder (no convolutional "

@@ -124,7 +124,10 @@ class CaptioningTask:
     def parameter_groups(self, model: CaptionModel) -> list[dict[str, Any]]:
         return [
             {"params": list(model.decoder.parameters()), "lr": self.config.train.lr},
-            {"params": list(model.encoder.parameters()), "lr": self.config.model.encoder.lr},
+            {
+                "params": list(model.encoder.parameters()),
+                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
+            },
         ]
 
     def checkpoint_extras(self) -> dict[str, Any]:
@@ -135,7 +138,7 @@ def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageE
     """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint."""
     enc = config.model.encoder
     return ImageEncoder(
-        enc.name, enc.weights, enc.output, enc.trainable_from, enc.image_size, load_weights, enc.resize
+        enc.name, enc.weights, enc.output, enc.trainable(), enc.image_size, load_weights, enc.resize
     )
 
 

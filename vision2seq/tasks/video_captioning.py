@@ -45,7 +45,10 @@ class VideoCaptioningTask(CaptioningTask):
                 "params": [*model.temporal.parameters(), *model.decoder.parameters()],
                 "lr": self.config.train.lr,
             },
-            {"params": list(model.encoder.parameters()), "lr": self.config.model.encoder.lr},
+            {
+                "params": list(model.encoder.parameters()),
+                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
+            },
         ]
 
 
@@ -54,7 +57,7 @@ def build_encoder(config: VideoCaptioningConfig, load_weights: bool = True) -> I
     enc = config.model.encoder
     # The temporal encoder reads one vector per frame, so the encoder output is always pooled.
     return ImageEncoder(
-        enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size, load_weights, enc.resize
+        enc.name, enc.weights, "pooled", enc.trainable(), enc.image_size, load_weights, enc.resize
     )
 
 

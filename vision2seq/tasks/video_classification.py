@@ -30,7 +30,7 @@ def build_encoder(config: VideoConfig, load_weights: bool = True) -> ImageEncode
     enc = config.model.encoder
     # A clip classifier consumes one vector per frame, so the encoder output is always pooled.
     return ImageEncoder(
-        enc.name, enc.weights, "pooled", enc.trainable_from, enc.image_size, load_weights, enc.resize
+        enc.name, enc.weights, "pooled", enc.trainable(), enc.image_size, load_weights, enc.resize
     )
 
 
@@ -138,7 +138,10 @@ class VideoClassificationTask:
     def parameter_groups(self, model: VideoModel) -> list[dict[str, Any]]:
         return [
             {"params": list(model.classifier.parameters()), "lr": self.config.train.lr},
-            {"params": list(model.encoder.parameters()), "lr": self.config.model.encoder.lr},
+            {
+                "params": list(model.encoder.parameters()),
+                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
+            },
         ]
 
     def checkpoint_extras(self) -> dict[str, Any]:
