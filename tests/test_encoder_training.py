@@ -85,3 +85,16 @@ def test_training_from_scratch_changes_the_encoder_and_writes_no_cache(
     name = "encoder.stages.conv1.weight"
     assert not torch.equal(trained[name], frozen[name])
     assert not (cache / "features").exists() or not any((cache / "features").iterdir())
+
+
+def test_statistics_of_a_trained_encoder_fit_the_features_it_trains_on(tiny_captioner, tmp_path) -> None:
+    # Fitted with the random-init network in eval mode (running statistics of no data), the statistics
+    # were of another scale than the training features and blew the decoder's input up (loss ~2,700).
+    config = _config(tiny_captioner, tmp_path, "model.encoder.trainable_from=auto")
+    built = captioning.build(config, torch.device("cpu"))
+    items = [built.train.dataset[i] for i in range(len(built.train.dataset))]
+    batch = collate_captions(items)
+    with torch.no_grad():
+        features = built.model.train().features(batch)
+    assert features.mean(0).abs().max() < 1.0
+    assert 0.5 < features.std(0).mean() < 2.0

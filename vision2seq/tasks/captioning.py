@@ -184,12 +184,18 @@ def fit_normalization(
     model: CaptionModel, dataset: Any, seed: int, batch_size: int, device: torch.device
 ) -> None:
     """Set the model's feature statistics from the training images (each image once, however many
-    captions it has): their cached features, or a bounded pass of the encoder (in eval mode)."""
+    captions it has): their cached features, or a bounded pass of the encoder in the mode it trains in.
+
+    A trained encoder's batch norm uses batch statistics in training; its running statistics, before any
+    training, are those of no data (mean 0, variance 1), and a random-init network's features computed
+    with them are of another scale entirely (statistics fitted that way blew the decoder's input up by
+    orders of magnitude). The pass also moves those running statistics towards the data's, as a training
+    pass would. A frozen encoder is in eval mode either way."""
     from vision2seq.data.caption_datasets import ImageItems, collate_captions
 
     encoder = model.encoder
     was_training = encoder.training
-    encoder.to(device).eval()
+    encoder.to(device).train()  # frozen stages stay in eval mode
     model.norm.to(device)
 
     def raw(batch: Mapping[str, Any]) -> torch.Tensor:

@@ -63,12 +63,13 @@ def fit_normalization(
     model: VideoModel, dataset: Any, seed: int, batch_size: int, device: torch.device
 ) -> None:
     """Set the model's feature statistics from training clips: their cached per-frame features, or a
-    bounded pass of the encoder (in eval mode) over decoded clips."""
+    bounded pass of the encoder over decoded clips, in the mode it trains in (see
+    ``captioning.fit_normalization``)."""
     from vision2seq.data.video_loaders import CachedClips, collate_clips
 
     encoder = model.encoder
     was_training = encoder.training
-    encoder.to(device).eval()
+    encoder.to(device).train()  # frozen stages stay in eval mode
     model.norm.to(device)
 
     def raw(batch: Mapping[str, Any]) -> torch.Tensor:
