@@ -3,8 +3,9 @@
 Each decoder is trained through the CLI with its shipped config (``flickr8k_resnet50.yaml`` for Show and
 Tell, ``coco_attention.yaml`` for attention; offline random-init ResNet-18, which the configs'
 ``trainable_from: auto`` trains with the decoder; smaller LSTMs for speed) on generated scenes
-(``scenes.py``) for a bounded number of steps, with the configs' own learning rate and schedule. On held-out images the captions must name the right colour and shape and must differ across
-images (no single-caption collapse). SCST started from the Show-and-Tell checkpoint (the README's recipe:
+(``scenes.py``) for a bounded number of steps, with the configs' own learning rate and schedule. On
+held-out images the captions must name the right colour and shape and must differ across images (no
+single-caption collapse). SCST started from the Show-and-Tell checkpoint (the README's recipe:
 ``train.lr=5e-5``) must raise validation CIDEr-D; ``last.pt`` is scored, not the checkpoint chosen on val.
 """
 
