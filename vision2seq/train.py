@@ -6,6 +6,7 @@ Runs in one process, or in each process of a ``torchrun`` job (DistributedDataPa
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ def train(config: ExperimentConfig, resume: bool = False, progress: bool = True)
         with claim_output_dir(config.output_dir, resume, config.train.overwrite, lock=dist.is_main):
             seed_everything(config.seed)
             built = TASKS[config.task].build(config, device, dist)
+            if progress and dist.is_main:
+                describe_encoder(config)
             if config.train.init_from and not resume:
                 init_weights(built.model, built.task, config.train.init_from)
             # Every rank starts from the same weights (built above from the seed); dropout differs per rank.
@@ -79,3 +82,18 @@ def train(config: ExperimentConfig, resume: bool = False, progress: bool = True)
             )
     finally:
         distributed.teardown()
+
+
+def describe_encoder(config: ExperimentConfig) -> None:
+    """Say when the CNN trains (and so runs on every batch, with no feature cache), and from what."""
+    enc = config.model.encoder
+    stages = enc.trainable()
+    if stages is None:
+        return
+    start = "random init" if enc.weights is None else f"weights {enc.weights}"
+    lr = enc.learning_rate(config.train.lr)
+    print(
+        f"encoder: {enc.name} trained from {start} (stages from {stages}, lr {lr:g}); "
+        "images are decoded and encoded every epoch, no feature cache",
+        file=sys.stderr,
+    )
