@@ -30,6 +30,7 @@ from benchmarks import (
     bench_caption_cli,
     bench_cuda_amp,
     bench_memory,
+    bench_trained_encoder,
     bench_training_cache,
     bench_video_captioning,
     bench_video_pipeline,
@@ -38,6 +39,7 @@ from benchmarks.common import Context, Figure, machine_info
 
 BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "training_cache": bench_training_cache.run,
+    "trained_encoder": bench_trained_encoder.run,
     "beam_search": bench_beam_search.run,
     "caption_cli": bench_caption_cli.run,
     "video_pipeline": bench_video_pipeline.run,

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXPECTED = {
     "train_cache_speedup_show_tell",
     "train_cache_speedup_attention",
+    "train_encoder_grouped_speedup",
     "beam_batched_speedup_attention",
     "beam_vs_greedy_attention",
     "beam_batched_speedup_show_tell",
