@@ -2,11 +2,13 @@
 
 Not a test (pytest does not collect it): the README's learning table comes from it. Each shipped
 captioning config is trained with ``model.encoder.name=resnet18 model.encoder.weights=null`` on 96 px
-scenes of one or two coloured shapes for a fixed number of optimiser steps, then scored on the test
-split: BLEU-4, CIDEr-D and the share of images whose caption names exactly their colour+shape pairs.
+scenes of one or two coloured shapes for a fixed budget (``--epochs`` or ``--steps``), then scored on the
+test split: BLEU-4, CIDEr-D and the share of images whose caption names exactly their colour+shape pairs.
 ``--scst STEPS`` then fine-tunes each best checkpoint with SCST and scores it again.
 
-    PYTHONPATH=. python tests/measure_learning.py --out /tmp/learning --steps 300 --scst 100
+    PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/learning --epochs 8 --scst 100
+    PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/learning --epochs 8 --tag frozen \
+        --configs flickr8k_resnet50 coco_attention --set model.encoder.trainable_from=null
     PYTHONPATH=/path/to/old/tree python tests/measure_learning.py --out /tmp/learning --tag before
 
 Only keys that exist in older versions are overridden, so the same script measures the code before a
@@ -91,7 +93,7 @@ def single_caption_baseline(annotations: Path, candidates: int = 50) -> dict[str
     return {"caption": best, "bleu_4": round(test["bleu_4"], 4), "cider": round(test["cider"], 4)}
 
 
-def overrides(data: Path, out: Path, cache: Path, steps: int, extra: list[str]) -> list[str]:
+def overrides(data: Path, out: Path, cache: Path, steps: int | None, extra: list[str]) -> list[str]:
     return [
         f"data.annotations={data / 'dataset_scenes.json'}",
         f"data.images={data / 'images'}",
@@ -101,7 +103,7 @@ def overrides(data: Path, out: Path, cache: Path, steps: int, extra: list[str]) 
         "model.encoder.weights=null",
         "model.encoder.image_size=96",
         f"output_dir={out}",
-        f"train.max_steps={steps}",
+        *([f"train.max_steps={steps}"] if steps else []),
         "train.num_workers=0",
         *extra,
     ]
@@ -110,7 +112,8 @@ def overrides(data: Path, out: Path, cache: Path, steps: int, extra: list[str]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the epochs)")
+    parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the config's)")
     parser.add_argument("--scst", type=int, default=0, help="SCST steps after cross-entropy (0: none)")
     parser.add_argument("--tag", default="after")
     parser.add_argument("--rescore", action="store_true", help="only score the checkpoints already there")
@@ -118,6 +121,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     parser.add_argument("--scst-set", nargs="*", default=["train.lr=5e-5"], help="overrides of the SCST runs")
     args = parser.parse_args()
+    if args.epochs:
+        args.set = [f"train.epochs={args.epochs}", *args.set]
     torch.set_num_threads(1)
     data = args.out / "data"
     if not (data / "dataset_scenes.json").exists():
