@@ -102,10 +102,15 @@ def test_attention_regularization() -> None:
     mask = torch.tensor([[True, True, True, False]] * 2)
     assert attention_regularization(padded, mask).item() == 0.0
     assert attention_regularization(padded).item() > 0.0
-    # Always looking at one position: (1 - 3)^2 + 1 + 1 = 6 per image.
+    # Always looking at one position: (1 - 3)^2 + 1 + 1 = 6 per caption, over its 3 words: 2 (the paper's
+    # penalty per caption, scaled like the cross-entropy, which is averaged over words).
     focused = torch.zeros(2, 3, 3)
     focused[:, :, 0] = 1.0
-    assert attention_regularization(focused).item() == pytest.approx(6.0)
+    assert attention_regularization(focused).item() == pytest.approx(2.0)
+    # Padded steps do not count as words: 3 real words of 5 give the same 2.
+    longer = torch.cat([focused, torch.zeros(2, 2, 3)], dim=1)
+    mask = torch.tensor([[True, True, True, False, False]] * 2)
+    assert attention_regularization(longer, mask).item() == pytest.approx(2.0)
     assert AttentionDecoder.attention_regularization is attention_regularization
 
 

@@ -236,7 +236,12 @@ def attention_regularization(alphas: Tensor, mask: Tensor | None = None) -> Tens
     """Doubly stochastic attention penalty of Show, Attend and Tell (Xu et al., 2015, eq. 14).
 
     Encourages every grid position to receive a total attention of about one over the caption:
-    the mean over the batch of ``sum_i (1 - sum_t alpha[t, i]) ** 2``.
+    ``sum_i (1 - sum_t alpha[t, i]) ** 2`` per caption, divided by its number of words, averaged over the
+    batch. The paper adds ``lambda`` times that sum to the caption's negative log-likelihood summed over
+    its words; training here averages the cross-entropy over words, so the penalty is averaged over them
+    too, which keeps ``alpha_c`` the paper's ``lambda``. (Undivided, it weighed about ten times the
+    paper's on ten-word captions; on generated scenes with a 3x3 grid and ``alpha_c: 1`` that held the
+    attention config to val CIDEr-D 3.2 after 8 epochs, against 4.1+ without the penalty.)
 
     Args:
         alphas: Attention weights ``(B, T, N)``, as in ``DecoderOutput.alphas``.
@@ -246,10 +251,13 @@ def attention_regularization(alphas: Tensor, mask: Tensor | None = None) -> Tens
     Returns:
         A scalar tensor; training adds ``alpha_c`` times it to the loss.
     """
-    if mask is not None:
+    if mask is None:
+        words = torch.full(alphas.shape[:1], alphas.shape[1], dtype=alphas.dtype, device=alphas.device)
+    else:
         alphas = alphas * mask.unsqueeze(-1).to(alphas.dtype)
+        words = mask.sum(dim=1).clamp_min(1).to(alphas.dtype)  # (B,)
     total = alphas.sum(dim=1)  # (B, N)
-    return ((1.0 - total) ** 2).sum(dim=1).mean()
+    return (((1.0 - total) ** 2).sum(dim=1) / words).mean()
 
 
 class AttentionDecoder(CaptionDecoder):
