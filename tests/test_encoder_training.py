@@ -46,7 +46,7 @@ def test_random_init_encoder_is_trained_and_its_images_grouped(tiny_captioner, t
     assert frozen.model.encoder.frozen and isinstance(frozen.train.dataset, CaptionPairs)
 
 
-def test_grouped_batch_gives_the_loss_of_one_item_per_caption(tiny_captioner, tmp_path) -> None:
+def test_grouped_batch_gives_the_logits_of_one_item_per_caption(tiny_captioner, tmp_path) -> None:
     config = _config(tiny_captioner, tmp_path, "data.cache_features=false", "train.batch_size=12")
     built = captioning.build(config, torch.device("cpu"))
     dataset = built.train.dataset
