@@ -248,6 +248,15 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_workers(p: argparse.ArgumentParser, media: str) -> None:
+    p.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=2,
+        help=f"{media}-decoding processes (default: 2, at most one per CPU)",
+    )
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", type=device_name, default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1"
@@ -294,12 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-len", type=int_at_least(1), default=None, help="maximum caption length in words")
     p.add_argument("--batch-size", type=int_at_least(1), default=32, help="images per batch (default: 32)")
-    p.add_argument(
-        "--workers",
-        type=int_at_least(0),
-        default=2,
-        help="image-decoding processes (default: 2, at most one per CPU)",
-    )
+    _add_workers(p, "image")
     _add_device(p)
     _add_threads(p)
     p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "caption"}')
@@ -325,12 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--frame-step", type=int_at_least(1), default=1, help="with --stream: feed every N-th frame"
     )
     p.add_argument("--batch-size", type=int_at_least(1), default=8, help="videos per batch (default: 8)")
-    p.add_argument(
-        "--workers",
-        type=int_at_least(0),
-        default=2,
-        help="video-decoding processes (default: 2, at most one per CPU)",
-    )
+    _add_workers(p, "video")
     _add_device(p)
     _add_threads(p)
     p.add_argument(
