@@ -435,6 +435,16 @@ POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = Range(1), Range(0), Range(0, low_o
 FRACTION = Range(0, 1, high_open=True)
 """A probability such as dropout: 0 up to, not including, 1."""
 
+DECODER_RANGES: dict[str, Range] = {
+    "embed_dim": POSITIVE_INT,
+    "hidden_dim": POSITIVE_INT,
+    "attention_dim": POSITIVE_INT,
+    "num_layers": POSITIVE_INT,
+    "dropout": FRACTION,
+    "alpha_c": NON_NEGATIVE,
+}
+"""The caption decoders' numeric keys, the same for images and for clips."""
+
 RANGES: dict[type, dict[str, Range]] = {
     EncoderConfig: {"lr": NON_NEGATIVE, "image_size": POSITIVE_INT},
     TrainConfig: {
@@ -468,14 +478,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "max_caption_len": POSITIVE_INT,
         "max_val_images": POSITIVE_INT,
     },
-    CaptionDecoderConfig: {
-        "embed_dim": POSITIVE_INT,
-        "hidden_dim": POSITIVE_INT,
-        "attention_dim": POSITIVE_INT,
-        "num_layers": POSITIVE_INT,
-        "dropout": FRACTION,
-        "alpha_c": NON_NEGATIVE,
-    },
+    CaptionDecoderConfig: DECODER_RANGES,
     CaptioningConfig: {"seed": Range(0, 2**32 - 1)},  # NumPy's seed range
     VideoDataConfig: {
         "split": Range(1, 3),
@@ -497,14 +500,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "cache_frames": POSITIVE_INT,
     },
     VideoCaptionTemporalConfig: {"hidden_dim": POSITIVE_INT, "num_layers": POSITIVE_INT, "dropout": FRACTION},
-    VideoCaptionDecoderConfig: {
-        "embed_dim": POSITIVE_INT,
-        "hidden_dim": POSITIVE_INT,
-        "attention_dim": POSITIVE_INT,
-        "num_layers": POSITIVE_INT,
-        "dropout": FRACTION,
-        "alpha_c": NON_NEGATIVE,
-    },
+    VideoCaptionDecoderConfig: DECODER_RANGES,
     VideoCaptioningConfig: {"seed": Range(0, 2**32 - 1)},
 }
 """Every int/float key of every schema (``tests/test_config.py`` checks that none is missing)."""
