@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from tiny_models import assert_one_error, run_cli
 
-from vision2seq.config import RANGES, SCHEMAS, CaptioningConfig, ConfigError, VideoConfig, load_config
+from vision2seq.config import SCHEMAS, CaptioningConfig, ConfigError, VideoConfig, load_config
+from vision2seq.config_loading import Range, bare
 from vision2seq.yamlfiles import MAX_YAML_BYTES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -170,23 +171,25 @@ def test_out_of_range_video_values(override, message):
 
 
 def _numeric_fields(cls: type, prefix: str = ""):
-    """(dotted key, schema class, field name, type) of every int/float field under ``cls``."""
-    hints = typing.get_type_hints(cls)
+    """(dotted key, schema class, field name, annotation, number type, is a list) of every int/float
+    field under ``cls``."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp = bare(hints[f.name])
         if dataclasses.is_dataclass(tp):
             yield from _numeric_fields(tp, f"{prefix}{f.name}.")
             continue
-        base = {a for a in typing.get_args(tp) if a is not type(None)} or {tp}
-        if base & {int, float}:
-            yield prefix + f.name, cls, f.name, next(iter(base & {int, float})), typing.get_origin(tp) is list
+        is_list = typing.get_origin(tp) is list
+        annotation = typing.get_args(tp)[0] if is_list else hints[f.name]
+        if bare(annotation) in (int, float):
+            yield prefix + f.name, cls, f.name, annotation, bare(annotation), is_list
 
 
 @pytest.mark.parametrize("task", sorted(SCHEMAS))
 def test_every_numeric_key_has_a_range_that_is_enforced(task):
-    for key, cls, name, tp, is_list in _numeric_fields(SCHEMAS[task]):
-        bounds = RANGES.get(cls, {}).get(name)
-        assert bounds is not None, f"{key} has no range in config.RANGES"
+    for key, cls, name, annotation, tp, is_list in _numeric_fields(SCHEMAS[task]):
+        bounds = Range.of(annotation)
+        assert bounds is not None, f"{key} has no range (an Annotated Field(ge=...) alias) in its annotation"
         step = 1 if tp is int else 0.5
         outside = [] if bounds.low is None else [bounds.low if bounds.low_open else bounds.low - step]
         outside += [] if bounds.high is None else [bounds.high if bounds.high_open else bounds.high + step]
