@@ -10,6 +10,7 @@ range, and settings that contradict each other raise a one-line ``ConfigError`` 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +28,7 @@ from vision2seq.config_loading import (
 )
 from vision2seq.config_loading import ConfigError as ConfigError  # the config API is this module
 from vision2seq.config_loading import apply_override as apply_override
+from vision2seq.yamlfiles import KeyLines
 
 # Ranges of the numeric keys: pydantic checks them, the error message states them.
 PositiveInt = Annotated[int, Strict(), Field(ge=1)]
@@ -279,11 +281,35 @@ class CaptioningConfig:
 
 
 # --------------------------------------------------------------------------------------------------
+# Clips: the frame keys of both video tasks (their ``data:`` sections inherit them)
+
+
+@dataclass
+class ClipFramesConfig:
+    num_frames: PositiveInt = 8
+    """Frames per clip (T)."""
+    sampling: Literal["segment", "dense"] = "segment"
+    """``segment``: TSN-style, random within T segments when training, their centres when evaluating;
+    ``dense``: T consecutive frames every ``frame_stride``."""
+    frame_stride: PositiveInt = 2
+    cache_features: bool = True
+    """Cache a frozen encoder's per-frame features on disk so epochs never decode video (one cache for
+    both video tasks)."""
+    cache_frames: PositiveInt = 32
+    """About this many frames per video in the feature cache: whole clips (as ``classify`` samples them)
+    at evenly spread positions, so evaluation reads exactly its clips and training draws among them."""
+    cache_dir: str | None = None
+    """Feature-cache folder; null uses ``$VISION2SEQ_CACHE`` or ``~/.cache/vision2seq``."""
+    skip_missing: bool = False
+    """Skip listed videos that do not exist (reported once) instead of stopping with an error."""
+
+
+# --------------------------------------------------------------------------------------------------
 # Video classification
 
 
 @dataclass
-class VideoDataConfig:
+class VideoDataConfig(ClipFramesConfig):
     videos: str = ""
     """Root of the class folders (``<Class>/<clip>.avi``) or frame folders."""
     annotations: str | None = None
@@ -297,22 +323,8 @@ class VideoDataConfig:
     val_fraction: Annotated[Number, Field(gt=0, lt=1)] = 0.2
     """Share of the training list carved out (seeded, group-aware) as the validation split when the
     layout has none of its own (UCF101/HMDB51 train lists, class folders, CSV without a split)."""
-    num_frames: PositiveInt = 8
-    """Frames per clip (T)."""
-    sampling: Literal["segment", "dense"] = "segment"
-    """``segment``: TSN-style, random within T segments when training, their centres when evaluating;
-    ``dense``: T consecutive frames every ``frame_stride``."""
-    frame_stride: PositiveInt = 2
     test_clips: PositiveInt = 1
     """Clips per video at evaluation time; their softmax scores are averaged (video-level accuracy)."""
-    cache_features: bool = True
-    """Cache a frozen encoder's per-frame features on disk so epochs never decode video."""
-    cache_frames: PositiveInt = 32
-    """About this many frames per video in the feature cache: whole clips (as ``classify`` samples them)
-    at evenly spread positions, so evaluation reads exactly its clips and training draws among them."""
-    cache_dir: str | None = None
-    skip_missing: bool = False
-    """Skip listed videos that do not exist instead of stopping with an error."""
 
 
 @dataclass
@@ -360,7 +372,7 @@ class VideoConfig:
 
 
 @dataclass
-class VideoCaptionDataConfig:
+class VideoCaptionDataConfig(ClipFramesConfig):
     videos: str = ""
     """Folder of the clips: MSR-VTT ``<video_id>.mp4``, MSVD ``<clip>.avi`` (or a frame folder named like
     the clip, without suffix)."""
@@ -389,18 +401,6 @@ class VideoCaptionDataConfig:
     """Score only the first N validation clips each epoch (faster validation); null scores all."""
     num_frames: PositiveInt = 16
     """Frames per clip (T) the temporal encoder reads."""
-    sampling: Literal["segment", "dense"] = "segment"
-    """As for video classification: ``segment`` (TSN; random within T segments when training, their
-    centres otherwise) or ``dense`` (T consecutive frames every ``frame_stride``)."""
-    frame_stride: PositiveInt = 2
-    cache_features: bool = True
-    """Cache a frozen encoder's per-frame features on disk (shared with video classification)."""
-    cache_frames: PositiveInt = 32
-    """Frames per video in the feature cache, spread evenly; clips are sampled from these."""
-    cache_dir: str | None = None
-    """Feature-cache folder; null uses ``$VISION2SEQ_CACHE`` or ``~/.cache/vision2seq``."""
-    skip_missing: bool = False
-    """Skip listed clips that do not exist (reported once) instead of stopping with an error."""
 
 
 @dataclass
@@ -448,7 +448,7 @@ class VideoCaptioningConfig:
 
 
 ExperimentConfig = CaptioningConfig | VideoConfig | VideoCaptioningConfig
-SCHEMAS: dict[str, type] = {cls.task: cls for cls in (CaptioningConfig, VideoConfig, VideoCaptioningConfig)}
+SCHEMAS: dict[str, type] = {cls.task: cls for cls in typing.get_args(ExperimentConfig)}
 """Task name -> schema; a config without ``task`` is a captioning config."""
 _SCHEMA = Schema(SCHEMAS, default="captioning")
 
@@ -461,10 +461,11 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         path: YAML file, or None to start from the defaults (then ``task=...`` may be overridden).
         overrides: dotted assignments such as ``train.epochs=3``; values are parsed as YAML scalars.
     """
-    raw = read_config_file(Path(path)) if path is not None else {}
+    lines: KeyLines = {}
+    raw = read_config_file(Path(path), lines) if path is not None else {}
     for item in overrides:
-        apply_override(raw, item)
-    return _SCHEMA.validate(raw, str(path) if path is not None else "config", rules=True)
+        apply_override(raw, item, lines)
+    return _SCHEMA.validate(raw, str(path) if path is not None else "config", rules=True, lines=lines)
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:

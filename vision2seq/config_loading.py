@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Discriminator, Tag, TypeAdapter, ValidationErro
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vision2seq.errors import UserError
-from vision2seq.yamlfiles import YamlRefused, parse_yaml, read_yaml
+from vision2seq.yamlfiles import KeyLines, YamlRefused, parse_yaml, read_yaml
 
 
 class ConfigError(UserError):
@@ -154,11 +154,12 @@ class Schema:
         task = raw.get("task", self.default) if isinstance(raw, dict) else getattr(raw, "task", None)
         return task if isinstance(task, str) else None
 
-    def validate(self, raw: Any, source: str, rules: bool = False) -> Any:
+    def validate(self, raw: Any, source: str, rules: bool = False, lines: KeyLines | None = None) -> Any:
         """The config of ``raw``'s task, checked (and its cross-field rules when ``rules``).
 
         Raises:
-            ConfigError: one line naming ``source``, the dotted key, what is allowed and what was given.
+            ConfigError: one line naming ``source`` (``source:line`` for a key that ``lines`` places in
+                the file), the dotted key, what is allowed and what was given.
         """
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: key '<root>' must be a section (mapping), got {short(raw)}")
@@ -167,7 +168,10 @@ class Schema:
         except ValidationError as exc:
             errors = exc.errors()  # a misspelt key first: the values next to it may be meant for it
             first = min(errors, key=lambda error: error["type"] not in _UNKNOWN_KEY)
-            raise ConfigError(f"{source}: {self._explain(first, raw)}") from None
+            path = tuple(part for part in first["loc"][1:] if isinstance(part, str))
+            line = (lines or {}).get(path) if first["type"] != "contradiction" else None
+            where = source if line is None else f"{source}:{line}"
+            raise ConfigError(f"{where}: {self._explain(first, raw)}") from None
 
     def _explain(self, error: ErrorDetails, raw: dict[str, Any]) -> str:
         kind, value = error["type"], error["input"]
@@ -228,14 +232,15 @@ def _field_at(schema: type, path: Sequence[str | int]) -> Any:
 # YAML files and overrides
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The mapping in YAML file ``path`` (``yamlfiles``' bounds: one value per key, bounded size).
+def read_config_file(path: Path, lines: KeyLines | None = None) -> dict[str, Any]:
+    """The mapping in YAML file ``path`` (``yamlfiles``' bounds: one value per key, bounded size), with
+    the line of each key in ``lines`` when given.
 
     Raises:
         ConfigError: the file is missing, unreadable, refused, malformed, or not a mapping.
     """
     try:
-        loaded = read_yaml(path)
+        loaded = read_yaml(path, lines)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -253,8 +258,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set one dotted ``key=value`` override in a raw config dict (checked later by ``config_from_dict``)."""
+def apply_override(raw: dict[str, Any], item: str, lines: KeyLines | None = None) -> None:
+    """Set one dotted ``key=value`` override in a raw config dict (checked later by ``config_from_dict``);
+    the file lines of the keys it replaces are forgotten (an error in its value is not on that line)."""
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -273,6 +279,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             raise ConfigError(f"override {item!r}: '{part}' is not a section")
         node = child
     node[parts[-1]] = value
+    for path in [path for path in lines or {} if path[: len(parts)] == tuple(parts)]:
+        del lines[path]  # type: ignore[union-attr]
 
 
 def _one_line(exc: Exception) -> str:
