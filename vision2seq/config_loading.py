@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-import annotated_types
 import yaml
 from pydantic import ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -41,7 +40,7 @@ _PYDANTIC = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan
 
 def contradiction(message: str) -> PydanticCustomError:
     """The error a cross-field rule raises; ``message`` names the keys (dotted) and the fix."""
-    return PydanticCustomError("contradiction", message.replace("{", "{{").replace("}", "}}"))
+    return PydanticCustomError("contradiction", message)  # without a context, never formatted
 
 
 def yaml_number(value: Any) -> Any:
@@ -79,16 +78,13 @@ class Range:
     def of(cls, annotation: Any) -> Range | None:
         """The bounds in ``annotation`` (through ``Annotated``, ``| None`` and nested aliases), or None."""
         bounds: dict[str, Any] = {}
-        for item in _metadata(annotation):
+        for item in unwrap(annotation)[1]:
             for constraint in getattr(item, "metadata", [item]):  # a FieldInfo holds its bounds
-                if isinstance(constraint, annotated_types.Ge | annotated_types.Gt):
-                    bounds["low"] = getattr(constraint, "ge", getattr(constraint, "gt", None))
-                    bounds["low_open"] = isinstance(constraint, annotated_types.Gt)
-                elif isinstance(constraint, annotated_types.Le | annotated_types.Lt):
-                    bounds["high"] = getattr(constraint, "le", getattr(constraint, "lt", None))
-                    bounds["high_open"] = isinstance(constraint, annotated_types.Lt)
-                elif isinstance(constraint, Note):
+                if isinstance(constraint, Note):
                     bounds["note"] = constraint.text
+                for name, (end, is_open) in _BOUNDS.items():  # annotated_types.Ge(ge=1), ...
+                    if hasattr(constraint, name):
+                        bounds[end], bounds[f"{end}_open"] = getattr(constraint, name), is_open
         return cls(**bounds) if "low" in bounds or "high" in bounds else None
 
     def describe(self) -> str:
@@ -103,38 +99,32 @@ class Range:
         )
 
 
+_BOUNDS = {"ge": ("low", False), "gt": ("low", True), "le": ("high", False), "lt": ("high", True)}
+
+
 def _number(value: float | None) -> str:
     return str(int(value)) if value is not None and float(value).is_integer() else str(value)
 
 
-def _metadata(annotation: Any) -> list[Any]:
-    """The ``Annotated`` metadata of ``annotation`` and of its non-None union member, outermost last."""
-    found: list[Any] = []
+def unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+    """``annotation`` without ``Annotated`` layers and ``| None``, and the metadata of those layers."""
+    metadata: list[Any] = []
     while True:
         if typing.get_origin(annotation) is Annotated:
-            found = [*annotation.__metadata__, *found]
+            metadata = [*annotation.__metadata__, *metadata]
             annotation = annotation.__origin__
         elif typing.get_origin(annotation) in (Union, types.UnionType):
             members = [a for a in typing.get_args(annotation) if a is not type(None)]
             if len(members) != 1:
-                return found
+                return annotation, metadata
             annotation = members[0]
         else:
-            return found
+            return annotation, metadata
 
 
 def bare(annotation: Any) -> Any:
     """``annotation`` without ``Annotated`` metadata and without ``| None``."""
-    while True:
-        if typing.get_origin(annotation) is Annotated:
-            annotation = annotation.__origin__
-        elif typing.get_origin(annotation) in (Union, types.UnionType):
-            members = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(members) != 1:
-                return annotation
-            annotation = members[0]
-        else:
-            return annotation
+    return unwrap(annotation)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,7 +173,10 @@ class Schema:
         root, *path = error["loc"]
         schema = self.schemas[str(root)]
         if kind in _UNKNOWN_KEY:
-            names = sorted(f.name for f in dataclasses.fields(bare(_field_at(schema, path[:-1]))))
+            parent = bare(_field_at(schema, path[:-1]))
+            names = (
+                sorted(f.name for f in dataclasses.fields(parent)) if dataclasses.is_dataclass(parent) else []
+            )
             key = ".".join(map(str, path))
             return f"unknown key '{key}' (valid keys here: {', '.join(names)})"
         annotation = _field_at(schema, path)
