@@ -10,6 +10,7 @@ values where there is a choice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import reprlib
 import types
@@ -136,9 +137,13 @@ class Schema:
 
     def __init__(self, schemas: dict[str, type], default: str) -> None:
         self.schemas, self.default = schemas, default
-        members = tuple(Annotated[cls, Tag(task)] for task, cls in schemas.items())
+
+    @functools.cached_property
+    def adapter(self) -> TypeAdapter[Any]:
+        """Pydantic's validator, built on first use (importing the schemas stays cheap)."""
+        members = tuple(Annotated[cls, Tag(task)] for task, cls in self.schemas.items())
         union = Annotated[Union[members], Discriminator(self._task)]  # noqa: UP007 - built at run time
-        self.adapter: TypeAdapter[Any] = TypeAdapter(union, config=_PYDANTIC)
+        return TypeAdapter(union, config=_PYDANTIC)
 
     def _task(self, raw: Any) -> str | None:
         task = raw.get("task", self.default) if isinstance(raw, dict) else getattr(raw, "task", None)
