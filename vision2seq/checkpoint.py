@@ -15,7 +15,6 @@ import os
 import pickle
 import random
 import re
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from vision2seq.errors import UserError
+from vision2seq.files import WriteError, atomic_write
 
 FORMAT_VERSION = 1
 """Bumped when the layout below changes; a newer file is refused with a clear message."""
@@ -42,36 +42,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     ``payload`` holds ``task``, ``config`` (plain dict), ``extras`` (vocabulary / class names), ``model``
     (state dict) and, for resuming, ``optimizer``, ``scheduler``, ``epoch``, ``step``, ``rng``, ... .
     """
-    path = Path(path)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb", "save checkpoint") as f:
             torch.save({"format_version": FORMAT_VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        failure = _os_error(exc) if isinstance(exc, Exception) else None
-        if failure is None:
-            raise
+    except WriteError as exc:
         # A full disk or a read-only folder is the user's to fix: one line, not torch's chained tracebacks.
-        reason = os.strerror(failure.errno).lower() if failure.errno else str(failure)
-        kept = " (the previous file is kept)" if path.exists() else ""
-        raise CheckpointError(f"{path}: cannot save checkpoint: {reason}{kept}") from None
-
-
-def _os_error(exc: BaseException) -> OSError | None:
-    """The ``OSError`` with an errno behind ``exc`` (torch may wrap it, or raise while handling it)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            return exc
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None
+        raise CheckpointError(str(exc)) from None
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

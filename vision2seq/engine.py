@@ -255,9 +255,11 @@ def _fit(
                 "seconds": round(time.perf_counter() - start, 3),
                 **metrics,
             }
-            log_epoch(out, row, writer)
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-            print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr)
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr
+            )  # shown even if the disk is full
+            log_epoch(out, row, writer)
         names = ["best.pt", "last.pt"] if improved else ["last.pt"]
         last_payload = save_run(out, names, trainer, config, run, metrics, dist)
         if cfg.early_stopping_patience and run.bad_epochs >= cfg.early_stopping_patience:
