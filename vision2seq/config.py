@@ -24,7 +24,15 @@ from vision2seq.yamlfiles import YamlRefused, parse_yaml, read_yaml
 
 
 class ConfigError(UserError):
-    """An unknown key, a value of the wrong type, or an unreadable config file."""
+    """An unknown key, a value of the wrong type, or an unreadable config file.
+
+    ``key`` is the dotted key the error is about (when there is one) and ``problem`` the message without
+    its source, so that ``load_config`` can blame a command-line override rather than the file.
+    """
+
+    def __init__(self, message: str, key: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.key, self.problem = key, problem
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,6 +133,9 @@ class TrainConfig:
     """Skip a batch whose loss is NaN/inf (reported on stderr) instead of stopping the run."""
     checkpoint_every: int = 0
     """Also write ``last.pt`` every this many optimiser steps (resume mid-epoch); 0: at epoch ends only."""
+    checkpoint_minutes: float = 10.0
+    """Also write ``last.pt`` when this many minutes have passed since it was last written, so that an
+    interrupted long epoch (the first one included) can be resumed; 0 disables."""
     max_steps: int | None = None
     """Stop after this many optimiser steps in total (for smoke tests); null runs all epochs."""
     init_from: str | None = None
@@ -414,7 +425,7 @@ class Range:
         high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
         if not (low_ok and high_ok):
             note = f" ({self.note})" if self.note else ""
-            raise ConfigError(f"{source}: key '{key}' must be {self.describe()}{note}, got {_short(value)}")
+            _fail(source, key, f"must be {self.describe()}{note}, got {_short(value)}")
 
     def describe(self) -> str:
         if self.high is None:
@@ -446,7 +457,10 @@ DECODER_RANGES: dict[str, Range] = {
 """The caption decoders' numeric keys, the same for images and for clips."""
 
 RANGES: dict[type, dict[str, Range]] = {
-    EncoderConfig: {"lr": NON_NEGATIVE, "image_size": POSITIVE_INT},
+    EncoderConfig: {
+        "lr": NON_NEGATIVE,
+        "image_size": Range(16, 4096, note="pixels per side; null uses the weights' size, 224 for most"),
+    },
     TrainConfig: {
         "epochs": POSITIVE_INT,
         "batch_size": POSITIVE_INT,
@@ -464,6 +478,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "num_workers": COUNT,
         "threads": POSITIVE_INT,
         "checkpoint_every": COUNT,
+        "checkpoint_minutes": Range(0, note="0 disables"),
         "max_steps": POSITIVE_INT,
     },
     GenerationConfig: {
@@ -537,11 +552,31 @@ def check_consistency(config: ExperimentConfig, source: str = "config") -> None:
             f"{source}: train.objective 'scst' trains captioners (a CIDEr-D reward); video "
             "classification trains with train.objective=xent"
         )
+    known = MONITOR_METRICS.get(config.task, ())
+    if t.monitor is not None and known and t.monitor not in known:
+        raise ConfigError(
+            f"{source}: train.monitor {_short(t.monitor)} is not a metric of the {config.task} task's "
+            f"validation; choose one of {', '.join(known)} (or null for the task's default)",
+            key="train.monitor",
+            problem=f"train.monitor {_short(t.monitor)} is not a metric of the {config.task} task's "
+            f"validation; choose one of {', '.join(known)}",
+        )
     if t.objective == "scst" and t.scst_baseline == "mean" and t.scst_samples < 2:
         raise ConfigError(
             f"{source}: train.scst_baseline 'mean' averages the other samples of an image, so it needs "
             f"train.scst_samples >= 2 (got {t.scst_samples}); raise it, or use train.scst_baseline=greedy"
         )
+
+
+_CAPTION_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider")
+_CLASS_METRICS = ("top1", "top5", "mean_class_accuracy")
+MONITOR_METRICS: dict[str, tuple[str, ...]] = {
+    "captioning": _CAPTION_METRICS,
+    "video_captioning": _CAPTION_METRICS,
+    "video_classification": (*_CLASS_METRICS, *(f"clip_{name}" for name in _CLASS_METRICS)),
+}
+"""What each task's validation reports (``train.monitor`` must be one of them; higher is better).
+``top5`` needs at least five classes; that is checked when validation first runs."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -559,7 +594,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if path is not None:
         path = Path(path)
         try:
-            loaded = read_yaml(path)
+            loaded = read_yaml(path)  # marks in YAML errors name the file, not "<unicode string>"
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except IsADirectoryError:
@@ -575,19 +610,39 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(loaded).__name__}")
         raw = loaded
+    given: dict[str, str] = {}
     for item in overrides:
         apply_override(raw, item)
-    config = config_from_dict(raw, source=str(path) if path else "config")
-    # Only for experiments being set up: a checkpoint trained before a rule existed still loads.
-    check_consistency(config, str(path) if path else "config")
+        given[item.partition("=")[0].strip()] = item
+    source = str(path) if path else "config"
+    try:
+        config = config_from_dict(raw, source=source)
+        # Only for experiments being set up: a checkpoint trained before a rule existed still loads.
+        check_consistency(config, source)
+    except ConfigError as exc:
+        raise _blame_override(exc, given) from None
     return config
+
+
+def _blame_override(exc: ConfigError, given: dict[str, str]) -> ConfigError:
+    """``exc`` naming the command-line override it is about (``train.epoch=3``), not the config file,
+    when the key it is about (or a section above it) was set by an override."""
+    if exc.key is None or exc.problem is None:
+        return exc
+    parts = exc.key.split(".")
+    above = [given.get(".".join(parts[:depth])) for depth in range(len(parts), 0, -1)]
+    below = [item for key, item in given.items() if key.startswith(exc.key + ".")]  # a misspelt section
+    for item in [*above, *below]:
+        if item is not None:
+            return ConfigError(f"override {_short(item)}: {exc.problem}", exc.key, exc.problem)
+    return exc
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
     """Build a checked config from a plain dict (as stored in checkpoints)."""
     task = raw.get("task", "captioning")
     if not isinstance(task, str) or task not in SCHEMAS:
-        raise ConfigError(f"{source}: key 'task' must be one of {sorted(SCHEMAS)}, got {_short(task)}")
+        _fail(source, "task", f"must be one of {sorted(SCHEMAS)}, got {_short(task)}")
     return _build(SCHEMAS[task], raw, prefix="", source=source)
 
 
@@ -635,13 +690,13 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: key '{prefix.rstrip('.') or '<root>'}' must be a section (mapping)")
+        _fail(source, prefix.rstrip(".") or "<root>", "must be a section (mapping)")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
         key = prefix + str(unknown[0])
-        raise ConfigError(f"{source}: unknown key '{key}' (valid keys here: {', '.join(sorted(names))})")
+        _fail(source, key, f"unknown key '{key}' (valid keys here: {', '.join(sorted(names))})", bare=True)
     kwargs = {}
     for name in names & set(raw):
         kwargs[name] = _check(hints[name], raw[name], prefix + name, source)
@@ -671,11 +726,11 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{source}: key '{key}' must be one of {allowed}, got {_short(value)}")
+            _fail(source, key, f"must be one of {allowed}, got {_short(value)}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{source}: key '{key}' must be a list, got {_short(value)}")
+            _fail(source, key, f"must be a list, got {_short(value)}")
         return [_check(args[0], v, key, source) for v in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -692,7 +747,7 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
                 number = float(value)
         if number is not None:
             if not math.isfinite(number):
-                raise ConfigError(f"{source}: key '{key}' must be a finite number, got {_short(value)}")
+                _fail(source, key, f"must be a finite number, got {_short(value)}")
             return number
     elif tp is str:
         if isinstance(value, str):
@@ -701,7 +756,13 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
             return str(value)  # e.g. trainable_from: 6 (a stage index)
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported config type {tp!r} for {key}")
-    raise ConfigError(f"{source}: key '{key}' must be {tp.__name__}, got {_short(value)}")
+    _fail(source, key, f"must be {tp.__name__}, got {_short(value)}")
+
+
+def _fail(source: str, key: str, problem: str, bare: bool = False) -> typing.NoReturn:
+    """Raise the ``ConfigError`` ``<source>: key '<key>' <problem>`` (``bare``: ``<source>: <problem>``)."""
+    text = problem if bare else f"key '{key}' {problem}"
+    raise ConfigError(f"{source}: {text}", key=key, problem=text)
 
 
 def _one_line(exc: Exception) -> str:

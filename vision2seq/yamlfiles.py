@@ -48,7 +48,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def parse_yaml(text: str) -> Any:
+def parse_yaml(text: str, name: str | None = None) -> Any:
     """Parse YAML text into plain data (``yaml.safe_load`` rules).
 
     Raises:
@@ -58,6 +58,8 @@ def parse_yaml(text: str) -> Any:
         yaml.YAMLError: malformed YAML.
     """
     loader = _StrictLoader(text)
+    if name is not None:
+        loader.name = name  # error marks say `in "configs/x.yaml", line 3`, not `in "<unicode string>"`
     try:
         value = loader.get_single_data()
         count_values(value)
@@ -79,7 +81,7 @@ def read_yaml(path: Path) -> Any:
         data = f.read(MAX_YAML_BYTES + 1)
     if len(data) > MAX_YAML_BYTES:
         raise YamlRefused(f"larger than {MAX_YAML_BYTES:,} bytes, not a config file")
-    return parse_yaml(data.decode("utf-8"))
+    return parse_yaml(data.decode("utf-8"), name=str(path))
 
 
 def count_values(value: Any, limit: int = MAX_YAML_VALUES) -> int:
