@@ -60,7 +60,8 @@ def train(config: ExperimentConfig, resume: bool = False, progress: bool = True)
     try:
         # Claimed before the data is set up, so a locked or unwritable output_dir is refused before a
         # feature cache is built; fit's own claim of the same folder is then a no-op.
-        with claim_output_dir(config.output_dir, resume, config.train.overwrite, lock=dist.is_main):
+        reads = [("train.init_from", config.train.init_from)] if config.train.init_from and not resume else []
+        with claim_output_dir(config.output_dir, resume, config.train.overwrite, dist.is_main, reads):
             seed_everything(config.seed)
             built = TASKS[config.task].build(config, device, dist)
             if progress and dist.is_main:
