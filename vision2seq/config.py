@@ -442,6 +442,8 @@ def _number(value: float | None) -> str:
     return str(int(value)) if value is not None and float(value).is_integer() else str(value)
 
 
+MAX_CAPTION_LEN, MAX_BEAM_SIZE = 1000, 100
+"""Upper bounds of ``generation.max_len`` and ``generation.beam_size`` (also for ``caption --max-len``)."""
 POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = Range(1), Range(0), Range(0, low_open=True), Range(0)
 FRACTION = Range(0, 1, high_open=True)
 """A probability such as dropout: 0 up to, not including, 1."""
@@ -482,8 +484,10 @@ RANGES: dict[type, dict[str, Range]] = {
         "max_steps": POSITIVE_INT,
     },
     GenerationConfig: {
-        "beam_size": POSITIVE_INT,
-        "max_len": POSITIVE_INT,
+        # Bounded so that beam x length x batch stays a small allocation (the token and attention
+        # buffers grow with their product): captions are a few dozen words.
+        "beam_size": Range(1, MAX_BEAM_SIZE),
+        "max_len": Range(1, MAX_CAPTION_LEN, note="words"),
         "length_penalty": NON_NEGATIVE,
         "temperature": POSITIVE,
         "top_k": COUNT,
@@ -519,6 +523,20 @@ RANGES: dict[type, dict[str, Range]] = {
     VideoCaptioningConfig: {"seed": Range(0, 2**32 - 1)},
 }
 """Every int/float key of every schema (``tests/test_config.py`` checks that none is missing)."""
+
+
+def check_generation(settings: GenerationConfig, source: str = "generation") -> GenerationConfig:
+    """``settings`` after checking its numbers against their ranges (for values set in code, such as
+    ``caption --max-len``, that bypass ``load_config``); returns it unchanged.
+
+    Raises:
+        ConfigError: a value out of its range, e.g. ``max_len`` above ``MAX_CAPTION_LEN``.
+    """
+    for name, bounds in RANGES[GenerationConfig].items():
+        value = getattr(settings, name)
+        if value is not None:
+            bounds.check(value, f"generation.{name}", source)
+    return settings
 
 
 def check_consistency(config: ExperimentConfig, source: str = "config") -> None:

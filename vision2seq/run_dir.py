@@ -85,7 +85,7 @@ def claim_output_dir(
         _check_contents(path, resume, overwrite, reads)
         yield path
         return
-    created = not path.exists()
+    created = _first_missing(path)  # this folder and those below it are ours to remove if we fail
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -109,18 +109,34 @@ def claim_output_dir(
             _held.discard(key)
     except BaseException:
         os.close(fd)
-        if created:
-            _remove_if_only_lock(path)  # a run that failed before writing anything leaves no folder
+        if created is not None:
+            _remove_if_only_lock(path, created)  # a run that failed before writing anything leaves no folder
         raise
     else:
         os.close(fd)  # also releases the flock
 
 
-def _remove_if_only_lock(path: Path) -> None:
+def _first_missing(path: Path) -> Path | None:
+    """The highest folder of ``path`` (itself or a parent) that does not exist yet, or None."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_if_only_lock(path: Path, created: Path) -> None:
+    """Remove ``path`` if it holds only the lock file, then the empty folders above it that this claim
+    created (``runs/`` of ``runs/a``), up to ``created``."""
     try:
         if [p.name for p in path.iterdir()] == [LOCK_NAME]:
             (path / LOCK_NAME).unlink()
             path.rmdir()
+            folder = path
+            while folder != created and created in folder.parents:
+                folder = folder.parent
+                folder.rmdir()  # fails (and stops) when not empty
     except OSError:
         pass
 
