@@ -202,6 +202,7 @@ def restore_model(path: str | Path, build: Callable[[], nn.Module], state: dict[
     Raises:
         CheckpointError: the stored weights do not fit the stored config (edited or damaged file).
     """
+    _check_shapes(path, build, state)
     try:
         model = build()
         model.load_state_dict(state)
@@ -209,6 +210,35 @@ def restore_model(path: str | Path, build: Callable[[], nn.Module], state: dict[
         reason = _one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise CheckpointError(f"{path}: weights do not match the checkpoint's config ({reason})") from None
     return model
+
+
+def _check_shapes(path: str | Path, build: Callable[[], nn.Module], state: dict[str, Any]) -> None:
+    """Compare the layers the config asks for with the stored weights on the ``meta`` device (no memory
+    is allocated), so that an edited config asking for huge layers is refused before they are built.
+
+    Raises:
+        CheckpointError: a weight the config's model lacks, lacks a stored weight, or of another shape.
+    """
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except Exception:  # a model that cannot be dry-run is checked by the real build below
+        return
+    stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    problem = None
+    for name, shape in expected.items():
+        if name not in stored:
+            problem = f"no stored weight {name!r}"
+        elif stored[name] != shape:
+            problem = f"{name!r} is {list(stored[name])} in the file, the config asks for {list(shape)}"
+        if problem:
+            break
+    extra = sorted(set(stored) - set(expected))
+    if problem is None and extra:
+        problem = f"unexpected stored weight {extra[0]!r}"
+    if problem:
+        raise CheckpointError(f"{path}: weights do not match the checkpoint's config ({_one_line(problem)})")
 
 
 def rng_state() -> dict[str, Any]:

@@ -81,10 +81,21 @@ def _held_out(train: VideoList, config: VideoConfig, subset: str, source: object
     d = config.data
     kept, val = carve_validation(train, d.val_fraction, config.seed)
     if subset == "val" and not val.samples:
-        raise ConfigError(
-            f"{source}: data.val_fraction={d.val_fraction} leaves no validation clips; raise it (e.g. 0.2)"
-        )
+        raise ConfigError(f"{source}: {_no_val_advice(train, d.val_fraction)}")
     return val if subset == "val" else kept
+
+
+def _no_val_advice(train: VideoList, val_fraction: float) -> str:
+    """Why carving validation out of ``train`` left nothing, and the fix that works."""
+    groups = {s.group for s in train.samples}
+    if len(train.samples) > 1 and len(groups) == 1 and None not in groups:
+        # Whole groups go to one side, and the last group always trains: no fraction can help.
+        return (
+            f"all {len(train.samples)} clips are in one group ({next(iter(groups))!r}: clips of a group "
+            "stay on one side of the split, so no data.val_fraction leaves any for validation); add clips "
+            "of other groups, or give a validation list (data.val_annotations)"
+        )
+    return f"data.val_fraction={val_fraction} leaves no validation clips; raise it (e.g. 0.2)"
 
 
 def _once(memo: dict[str, Any], key: str, parse: Callable[[], VideoList]) -> VideoList:
