@@ -131,6 +131,7 @@ def test_full_disk_while_caching_features_is_one_line_and_leaves_nothing(
     assert torch.equal(store[5], torch.full((4,), 10.0))  # written with plain writes, read back exactly
 
 
+@pytest.mark.slow  # a subprocess (the monkeypatched tests above are the fast tier)
 def test_file_size_limit_while_caching_is_one_line_not_a_signal(tmp_path) -> None:
     # A real limit from the kernel (RLIMIT_FSIZE, as on a full disk the write fails): the memory-mapped
     # cache this replaced died of SIGBUS here, with no message and its temporary folder left behind.
@@ -164,6 +165,7 @@ def test_file_size_limit_while_caching_is_one_line_not_a_signal(tmp_path) -> Non
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a subprocess (the monkeypatched tests above are the fast tier)
 def test_full_disk_on_standard_output_is_one_line(tiny_captioner) -> None:
     with open("/dev/full", "w") as full:
         proc = subprocess.run(

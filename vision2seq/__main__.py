@@ -25,7 +25,7 @@ from typing import NoReturn
 from vision2seq import __version__
 from vision2seq.config import ConfigError
 from vision2seq.errors import UsageError, UserError, escape, report, skipped_count
-from vision2seq.files import reason
+from vision2seq.files import WriteError, reason
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -152,10 +152,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         try:
             for saved in save_confusion_matrix(metrics, stem):
                 print(f"wrote {escape(str(saved))}", file=sys.stderr)
-        except OSError as exc:  # a read-only checkpoint folder must not cost the metrics just computed
-            reason = exc.strerror or type(exc).__name__
+        except (OSError, WriteError) as exc:  # a read-only folder must not cost the metrics just computed
+            why = reason(exc) if isinstance(exc, OSError) else str(exc).rsplit(": ", 1)[-1]
             print(
-                f"vision2seq evaluate: warning: cannot write {escape(str(stem))}.csv ({reason}); "
+                f"vision2seq evaluate: warning: cannot write {escape(str(stem))}.csv ({why}); "
                 "the metrics below are complete",
                 file=sys.stderr,
             )
