@@ -458,8 +458,10 @@ WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
 def _resume_hint(args: argparse.Namespace) -> str:
     """``; continue with ...`` when an interrupted ``train`` left a ``last.pt`` to resume from."""
     out = getattr(args, "output_dir", None)
-    if args.command != "train" or not out or not (Path(out) / "last.pt").is_file():
+    if args.command != "train" or not out:
         return ""
+    if not (Path(out) / "last.pt").is_file():
+        return "; nothing was saved yet (last.pt is written every train.checkpoint_minutes and each epoch)"
     words = ["vision2seq", "train", args.config, *args.overrides, "--resume"]
     return f"; continue with: {' '.join(shlex.quote(w) for w in words)}"
 

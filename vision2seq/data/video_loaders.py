@@ -57,6 +57,8 @@ def detect_format(config: VideoConfig) -> str:
     if d.annotations is None:
         return "folders"
     ann = Path(d.annotations)
+    if not ann.exists():
+        raise UserError(f"{ann}: data.annotations does not exist (check the path)")
     if ann.is_file() or ann.suffix.lower() in (".csv", ".txt"):
         return "csv"
     if (ann / "classInd.txt").is_file():
