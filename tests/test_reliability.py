@@ -444,6 +444,11 @@ def test_layer_sizes_of_a_checkpoint_config_are_checked_before_building(tiny_cap
         CheckpointError, match=r"weights do not match the checkpoint's config \(.*the config asks for"
     ):
         restore_checkpoint(path, device="cpu")
+    # The same with the decoder's weights taken out: the layers asked for are counted, never built.
+    payload["model"] = {k: v for k, v in payload["model"].items() if not k.startswith("decoder.")}
+    save_checkpoint(path, {k: v for k, v in payload.items() if k != "format_version"})
+    with pytest.raises(CheckpointError, match=r"it asks for [\d,]+ values, the file holds"):
+        restore_checkpoint(path, device="cpu")
 
 
 # --- the METEOR jar is an untrusted external process -------------------------------------------------

@@ -11,6 +11,7 @@ one-line `CheckpointError` naming the file.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
@@ -234,6 +235,14 @@ def _check_shapes(path: str | Path, build: Callable[[], nn.Module], state: dict[
                 f"{path}: weights do not match the checkpoint's config ({name!r} is {list(stored[name])} in "
                 f"the file, the config asks for {list(shape)})"
             )
+    # Missing entries may be small buffers an older file lacks; large missing layers are refused here.
+    asked = sum(math.prod(shape) for shape in expected.values())
+    held = sum(math.prod(shape) for shape in stored.values())
+    if asked > 2 * held + (1 << 20):
+        raise CheckpointError(
+            f"{path}: weights do not match the checkpoint's config (it asks for {asked:,} values, the file "
+            f"holds {held:,})"
+        )
 
 
 def rng_state() -> dict[str, Any]:
