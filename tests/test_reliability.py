@@ -367,11 +367,19 @@ def test_trained_encoder_with_a_lone_last_image_trains(shapes, tmp_path, capsys)
     from vision2seq.data.samplers import lone_last_batch
 
     assert lone_last_batch(9, 4) and not lone_last_batch(8, 4) and not lone_last_batch(1, 1)
+    assert lone_last_batch(9, 2, world_size=2) and not lone_last_batch(8, 2, world_size=2)
     path, _ = _config(shapes, tmp_path / "bn")
     # 9 images of 3 captions, 6 captions (2 images) a batch: the last batch holds one image, whose batch
     # norm in resnet18's last stage (1x1 at 32 px) would see a single value per channel.
     code, _, err = run_cli(
         capsys, "train", path, "model.encoder.trainable_from=all", "train.batch_size=6", "--quiet"
+    )
+    assert code == 0, err
+    # batch_size 8: training batches of 3 images, but the feature-statistics pass (8 images a batch,
+    # in training mode) would end with one image.
+    path, _ = _config(shapes, tmp_path / "bn8")
+    code, _, err = run_cli(
+        capsys, "train", path, "model.encoder.trainable_from=all", "train.batch_size=8", "--quiet"
     )
     assert code == 0, err
 

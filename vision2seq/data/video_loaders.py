@@ -29,7 +29,7 @@ from vision2seq.data.features import (
     module_fingerprint,
 )
 from vision2seq.data.images import collate_good
-from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options
+from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options, lone_last_batch
 from vision2seq.data.sampling import ClipSampling, FrameGrid
 from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import (
@@ -375,13 +375,18 @@ def make_loader(
     """
     cached = isinstance(dataset, CachedClips) if cached is None else cached
     workers = 0 if cached else worker_count(config.train.num_workers)
+    drop_last = False
     if train:
         sampler = EpochSampler(len(dataset), config.seed, dist.rank, dist.world_size, dataset=dataset)
+        # A trained encoder's batch norm sees batch x frames images: one clip of one frame is one image.
+        one_image = config.data.num_frames == 1 and config.model.encoder.trainable() is not None
+        drop_last = one_image and lone_last_batch(len(dataset), config.train.batch_size, dist.world_size)
     else:
         sampler = ShardSampler(len(dataset), dist.rank, dist.world_size)
     return DataLoader(
         dataset,
         batch_size=config.train.batch_size,
+        drop_last=drop_last,
         num_workers=workers,
         sampler=sampler,
         collate_fn=collate,
