@@ -401,7 +401,9 @@ def _train_epoch(
         shown = {k: f"{v / n_batches:.3f}" for k, v in sums.items()}
         bar.set_postfix(**shown, items_s=f"{seen / (time.perf_counter() - start):.1f}")
         due = bool(every and run.step % every == 0)
-        if minutes:  # rank 0's clock decides for every rank (saving is a collective)
+        # Rank 0's clock decides for every rank (saving is a collective); in a distributed run it is
+        # asked every 16 steps only, so the loop does not wait for a broadcast at each step.
+        if minutes and (not dist.enabled or run.step % 16 == 0):
             due = dist.broadcast_object(due or time.monotonic() - saved_at >= 60 * minutes)
         if due:
             mean = run.epoch_loss / run.epoch_batches
