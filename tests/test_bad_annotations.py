@@ -142,7 +142,8 @@ CAPTION_CASES: dict[str, CaptionCase] = {
         ),
         ("path '/etc/passwd' leaves the dataset root",),
     ),
-    "annotations_not_found": (lambda d, ds, s: d / "nope.json", ("nope.json: file not found",)),
+    # The API says "file not found", the CLI "data.annotations: ... does not exist" before any work.
+    "annotations_not_found": (lambda d, ds, s: d / "nope.json", ("nope.json",)),
     "missing_images": (
         _with_missing_images,
         ("5 of", "referenced images are missing (e.g. ", "gone_0.png, ", "gone_2.png)", "skip_missing=true"),
@@ -336,7 +337,7 @@ VIDEO_CASES: dict[str, VideoCase] = {
     ),
     "annotations_not_found": (
         lambda ann: ann.parent / "nowhere",
-        ("nowhere: data.annotations is neither a CSV list nor a folder",),
+        ("nowhere", "does not exist"),
         True,
     ),
 }

@@ -227,7 +227,7 @@ def test_evaluate_video_in_a_read_only_folder_prints_metrics_and_warns(
     assert "top1\t" in out and "mean_class_accuracy\t" in out
     (warning,) = error_lines(err)
     assert warning.startswith("vision2seq evaluate: warning: cannot write ")
-    assert "confusion_test.csv (Permission denied)" in warning
+    assert "confusion_test.csv (permission denied)" in warning
     assert not (folder / "confusion_test.csv").exists()
 
 

@@ -155,14 +155,20 @@ def test_config_path_that_is_a_folder(tmp_path):
         ("train.grad_clip=-1", "key 'train.grad_clip' must be >= 0 (0 or null disables clipping), got -1.0"),
         ("train.num_workers=-1", "key 'train.num_workers' must be >= 0, got -1"),
         ("model.decoder.dropout=1", "key 'model.decoder.dropout' must be in [0, 1), got 1.0"),
-        ("generation.beam_size=0", "key 'generation.beam_size' must be >= 1, got 0"),
+        ("generation.beam_size=0", "key 'generation.beam_size' must be in [1, 100], got 0"),
+        (
+            "generation.max_len=1000000000",
+            "key 'generation.max_len' must be in [1, 1000] (words), got 1000000000",
+        ),
+        ("model.encoder.image_size=100000", "key 'model.encoder.image_size' must be in [16, 4096]"),
         ("generation.temperature=0", "key 'generation.temperature' must be > 0, got 0.0"),
         ("seed=-1", "key 'seed' must be in [0, 4294967295], got -1"),
         ("train.epochs=[1, 2, 3, 4, 5, 6, 7]", "key 'train.epochs' must be int, got [1, 2, 3, 4, ...]"),
     ],
 )
 def test_out_of_range_values_name_the_key_and_the_range(override, message, capsys):
-    with pytest.raises(ConfigError, match=re.escape(f"config: {message}")):
+    # A value from the command line is blamed on the override that set it, not on the config file.
+    with pytest.raises(ConfigError, match=re.escape(f"override {override!r}: {message}")):
         load_config(None, [override])
 
 
@@ -176,7 +182,7 @@ def test_out_of_range_values_name_the_key_and_the_range(override, message, capsy
     ],
 )
 def test_out_of_range_video_values(override, message):
-    with pytest.raises(ConfigError, match=re.escape(f"config: {message}")):
+    with pytest.raises(ConfigError, match=re.escape(f"override {override!r}: {message}")):
         load_config(None, ["task=video_classification", override])
 
 
@@ -250,8 +256,10 @@ def test_an_error_in_a_file_names_the_line_of_its_key(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=re.escape(f"{path}:4: key 'train.epochs' must be >= 1, got 0")):
         load_config(path, ["model.encoder={name: resnet18}"])
-    # a value given on the command line is not on the file's line
-    with pytest.raises(ConfigError, match=re.escape(f"{path}: key 'train.epochs' must be >= 1, got -1")):
+    # a value given on the command line is not on the file's line: the override is blamed
+    with pytest.raises(
+        ConfigError, match=re.escape("override 'train.epochs=-1': key 'train.epochs' must be >= 1, got -1")
+    ):
         load_config(path, ["model.encoder={}", "train.epochs=-1"])
 
 

@@ -166,10 +166,12 @@ def test_full_disk_while_training_is_one_line(tiny_captioner, tmp_path, capsys, 
     assert code == 1
     epoch, error = error_lines(err)  # the epoch's metrics, then the error
     assert epoch.startswith("epoch 1/1: ")
+    # metrics.csv is the epoch's first file: the same one line, through the same write path.
     assert (
         error
-        == "vision2seq train: error: " + f"{out / 'best.pt'}: cannot save checkpoint: no space left on device"
+        == f"vision2seq train: error: {out / 'metrics.csv'}: cannot write metrics: no space left on device"
     )
+    assert not out.exists()  # nothing was written: no temporary file, and no empty run folder
     monkeypatch.undo()
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(out / "best.pt")

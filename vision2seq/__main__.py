@@ -12,9 +12,11 @@ JSON output keeps them exact.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import NoReturn
 from vision2seq import __version__
 from vision2seq.config import ConfigError
 from vision2seq.errors import UsageError, UserError, escape, report, skipped_count
+from vision2seq.files import WriteError, reason
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -39,6 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vision2seq.train import train
 
     config = load_config(args.config, args.overrides)
+    args.output_dir = config.output_dir  # for the advice to resume when interrupted
     threads = args.threads if args.threads is not None else config.train.threads
     configure_threads(threads, worker_count(config.train.num_workers), announce=_announce(args))
     result = train(config, resume=args.resume, progress=not args.quiet)
@@ -74,7 +78,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
         if args.json:
             rows.append({"file": result.file, "caption": result.caption})
         else:
-            print(f"{escape(result.file)}\t{result.caption}", flush=True)
+            print(f"{escape(result.file)}\t{escape(result.caption)}", flush=True)  # model output: escaped
     if args.json:
         print(json.dumps(rows, indent=2))
     return EXIT_OK
@@ -148,10 +152,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         try:
             for saved in save_confusion_matrix(metrics, stem):
                 print(f"wrote {escape(str(saved))}", file=sys.stderr)
-        except OSError as exc:  # a read-only checkpoint folder must not cost the metrics just computed
-            reason = exc.strerror or type(exc).__name__
+        except (OSError, WriteError) as exc:  # a read-only folder must not cost the metrics just computed
+            why = reason(exc) if isinstance(exc, OSError) else str(exc).rsplit(": ", 1)[-1]
             print(
-                f"vision2seq evaluate: warning: cannot write {escape(str(stem))}.csv ({reason}); "
+                f"vision2seq evaluate: warning: cannot write {escape(str(stem))}.csv ({why}); "
                 "the metrics below are complete",
                 file=sys.stderr,
             )
@@ -186,7 +190,7 @@ def cmd_score_captions(args: argparse.Namespace) -> int:
         if key != "per_image":
             print(f"{key}\t{value:.4f}")
     for image, row in scores.get("per_image", {}).items():
-        print(f"{image}\t" + "\t".join(f"{k}={v:.4f}" for k, v in row.items()))
+        print(f"{escape(str(image))}\t" + "\t".join(f"{k}={v:.4f}" for k, v in row.items()))
     return EXIT_OK
 
 
@@ -421,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             resolve_device(args.device)  # a device this machine lacks is refused before any work
         code = args.func(args)
+        sys.stdout.flush()  # a full disk under `> file` is reported here, as one line, not at exit
         # Inputs that were reported and skipped (bad files among good ones) make the run exit 1.
         return EXIT_INPUT if code == EXIT_OK and skipped_count() > skipped_before else code
     except (ConfigError, UsageError) as exc:
@@ -430,11 +435,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vision2seq {args.command}: error: {escape(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print(f"vision2seq {args.command}: interrupted", file=sys.stderr)
+        print(f"vision2seq {args.command}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `vision2seq caption ... | head`: the reader has gone, so stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        # Output that cannot be written (stdout redirected to a full disk): one line, and stdout is
+        # detached so that the interpreter's own flush at exit does not fail again with a traceback.
+        where = escape(str(exc.filename)) if exc.filename else "standard output"
+        print(f"vision2seq {args.command}: error: cannot write {where}: {reason(exc)}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_INPUT
+
+
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
+"""Failed writes reported as one line (exit 1) wherever they happen."""
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """``; continue with ...`` when an interrupted ``train`` left a ``last.pt`` to resume from."""
+    out = getattr(args, "output_dir", None)
+    if args.command != "train" or not out:
+        return ""
+    if not (Path(out) / "last.pt").is_file():
+        return "; nothing was saved yet (last.pt is written every train.checkpoint_minutes and each epoch)"
+    words = ["vision2seq", "train", args.config, *args.overrides, "--resume"]
+    return f"; continue with: {' '.join(shlex.quote(w) for w in words)}"
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ one-line `CheckpointError` naming the file.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
 import re
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from vision2seq.errors import UserError
+from vision2seq.files import WriteError, atomic_write
 
 FORMAT_VERSION = 1
 """Bumped when the layout below changes; a newer file is refused with a clear message."""
@@ -42,36 +43,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     ``payload`` holds ``task``, ``config`` (plain dict), ``extras`` (vocabulary / class names), ``model``
     (state dict) and, for resuming, ``optimizer``, ``scheduler``, ``epoch``, ``step``, ``rng``, ... .
     """
-    path = Path(path)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb", "save checkpoint") as f:
             torch.save({"format_version": FORMAT_VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        failure = _os_error(exc) if isinstance(exc, Exception) else None
-        if failure is None:
-            raise
+    except WriteError as exc:
         # A full disk or a read-only folder is the user's to fix: one line, not torch's chained tracebacks.
-        reason = os.strerror(failure.errno).lower() if failure.errno else str(failure)
-        kept = " (the previous file is kept)" if path.exists() else ""
-        raise CheckpointError(f"{path}: cannot save checkpoint: {reason}{kept}") from None
-
-
-def _os_error(exc: BaseException) -> OSError | None:
-    """The ``OSError`` with an errno behind ``exc`` (torch may wrap it, or raise while handling it)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            return exc
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None
+        raise CheckpointError(str(exc)) from None
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -226,6 +203,7 @@ def restore_model(path: str | Path, build: Callable[[], nn.Module], state: dict[
     Raises:
         CheckpointError: the stored weights do not fit the stored config (edited or damaged file).
     """
+    _check_shapes(path, build, state)
     try:
         model = build()
         model.load_state_dict(state)
@@ -233,6 +211,38 @@ def restore_model(path: str | Path, build: Callable[[], nn.Module], state: dict[
         reason = _one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise CheckpointError(f"{path}: weights do not match the checkpoint's config ({reason})") from None
     return model
+
+
+def _check_shapes(path: str | Path, build: Callable[[], nn.Module], state: dict[str, Any]) -> None:
+    """Compare the layers the config asks for with the stored weights on the ``meta`` device (no memory
+    is allocated), so that an edited config asking for huge layers is refused before they are built.
+
+    Raises:
+        CheckpointError: a stored weight of another shape than the config's model asks for.
+    """
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except Exception:  # a model that cannot be dry-run is checked by the real build below
+        return
+    stored = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    # Only shapes: a missing or extra entry is the real load's to judge (older files lack some buffers,
+    # which the model's own loading fills in).
+    for name, shape in expected.items():
+        if name in stored and stored[name] != shape:
+            raise CheckpointError(
+                f"{path}: weights do not match the checkpoint's config ({name!r} is {list(stored[name])} in "
+                f"the file, the config asks for {list(shape)})"
+            )
+    # Missing entries may be small buffers an older file lacks; large missing layers are refused here.
+    asked = sum(math.prod(shape) for shape in expected.values())
+    held = sum(math.prod(shape) for shape in stored.values())
+    if asked > 2 * held + (1 << 20):
+        raise CheckpointError(
+            f"{path}: weights do not match the checkpoint's config (it asks for {asked:,} values, the file "
+            f"holds {held:,})"
+        )
 
 
 def rng_state() -> dict[str, Any]:

@@ -21,9 +21,11 @@ from pydantic import BeforeValidator, Field, Strict, ValidationInfo, model_valid
 from vision2seq.config_loading import (
     RULES,
     Note,
+    Range,
     Schema,
     contradiction,
     read_config_file,
+    short,
     yaml_number,
 )
 from vision2seq.config_loading import ConfigError as ConfigError  # the config API is this module
@@ -44,6 +46,8 @@ Fraction = Annotated[Number, Field(ge=0, lt=1)]
 UnitInterval = Annotated[Number, Field(ge=0, le=1)]
 Factor = Annotated[Number, Field(gt=0, le=1)]
 """A multiplicative decay: above 0, at most 1."""
+MAX_CAPTION_LEN, MAX_BEAM_SIZE = 1000, 100
+"""Upper bounds of ``generation.max_len`` and ``generation.beam_size`` (also for ``caption --max-len``)."""
 
 
 def _rules(info: ValidationInfo) -> bool:
@@ -73,7 +77,15 @@ class EncoderConfig:
     lr: NonNegative | None = None
     """Learning rate of the trained encoder stages; null: ``train.lr`` for an encoder learning from random
     init, 1e-5 for fine-tuning pretrained weights (``learning_rate()``)."""
-    image_size: PositiveInt | None = None
+    image_size: (
+        Annotated[
+            int,
+            Strict(),
+            Field(ge=16, le=4096),
+            Note("pixels per side; null uses the weights' size, 224 for most"),
+        ]
+        | None
+    ) = None
     """Input size in pixels; null uses the weights' own preprocessing (224 for most)."""
     resize: Literal["squash", "pad", "crop"] = "squash"
     """How a non-square image becomes square: ``squash`` resizes the whole image (the captioning
@@ -150,6 +162,9 @@ class TrainConfig:
     """Skip a batch whose loss is NaN/inf (reported on stderr) instead of stopping the run."""
     checkpoint_every: Count = 0
     """Also write ``last.pt`` every this many optimiser steps (resume mid-epoch); 0: at epoch ends only."""
+    checkpoint_minutes: Annotated[NonNegative, Note("0 disables")] = 10.0
+    """Also write ``last.pt`` when this many minutes have passed since it was last written, so that an
+    interrupted long epoch (the first one included) can be resumed; 0 disables."""
     max_steps: PositiveInt | None = None
     """Stop after this many optimiser steps in total (for smoke tests); null runs all epochs."""
     init_from: str | None = None
@@ -186,8 +201,10 @@ class TrainConfig:
 class GenerationConfig:
     strategy: Literal["greedy", "beam", "sample"] = "beam"
     """``greedy``, batched ``beam`` search, or ``sample`` (with ``temperature`` and ``top_k``)."""
-    beam_size: PositiveInt = 3
-    max_len: PositiveInt = 20
+    # Bounded so that beam x length x batch stays a small allocation (the token and attention buffers grow
+    # with their product): captions are a few dozen words.
+    beam_size: Annotated[int, Strict(), Field(ge=1, le=MAX_BEAM_SIZE)] = 3
+    max_len: Annotated[int, Strict(), Field(ge=1, le=MAX_CAPTION_LEN), Note("words")] = 20
     """Maximum caption length in tokens (without ``<bos>``/``<eos>``)."""
     length_penalty: NonNegative = 0.0
     """Beam-search length normalisation exponent (GNMT: score / ((5 + len) / 6) ** alpha); 0 ranks by total
@@ -463,9 +480,70 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     """
     lines: KeyLines = {}
     raw = read_config_file(Path(path), lines) if path is not None else {}
+    given: dict[str, str] = {}
     for item in overrides:
         apply_override(raw, item, lines)
-    return _SCHEMA.validate(raw, str(path) if path is not None else "config", rules=True, lines=lines)
+        given[item.partition("=")[0].strip()] = item
+    source = str(path) if path is not None else "config"
+    try:
+        config = _SCHEMA.validate(raw, source, rules=True, lines=lines)
+        check_monitor(config, source)
+    except ConfigError as exc:
+        raise _blame_override(exc, given) from None
+    return config
+
+
+def _blame_override(exc: ConfigError, given: dict[str, str]) -> ConfigError:
+    """``exc`` naming the command-line override it is about (``train.epoch=3``), not the config file,
+    when the key it is about (or a section above it) was set by an override."""
+    if exc.key is None or exc.problem is None:
+        return exc
+    parts = exc.key.split(".")
+    above = [given.get(".".join(parts[:depth])) for depth in range(len(parts), 0, -1)]
+    below = [item for key, item in given.items() if key.startswith(exc.key + ".")]  # a misspelt section
+    for item in [*above, *below]:
+        if item is not None:
+            return ConfigError(f"override {short(item)}: {exc.problem}", exc.key, exc.problem)
+    return exc
+
+
+_CAPTION_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider")
+_CLASS_METRICS = ("top1", "top5", "mean_class_accuracy")
+MONITOR_METRICS: dict[str, tuple[str, ...]] = {
+    "captioning": _CAPTION_METRICS,
+    "video_captioning": _CAPTION_METRICS,
+    "video_classification": (*_CLASS_METRICS, *(f"clip_{name}" for name in _CLASS_METRICS)),
+}
+"""What each task's validation reports (``train.monitor`` must be one of them; higher is better).
+``top5`` needs at least five classes; that is checked when validation first runs."""
+
+
+def check_monitor(config: ExperimentConfig, source: str = "config") -> None:
+    """Refuse a ``train.monitor`` that the task's validation never reports, before any work."""
+    known, monitor = MONITOR_METRICS.get(config.task, ()), config.train.monitor
+    if monitor is not None and known and monitor not in known:
+        problem = (
+            f"train.monitor {short(monitor)} is not a metric of the {config.task} task's validation; "
+            f"choose one of {', '.join(known)}"
+        )
+        raise ConfigError(f"{source}: {problem} (or null for the task's default)", "train.monitor", problem)
+
+
+def check_generation(settings: GenerationConfig, source: str = "generation") -> GenerationConfig:
+    """``settings`` after checking its numbers against their ranges (for values set in code, such as
+    ``caption --max-len``, that bypass ``load_config``); returns it unchanged.
+
+    Raises:
+        ConfigError: a value out of its range, e.g. ``max_len`` above ``MAX_CAPTION_LEN``.
+    """
+    hints = typing.get_type_hints(GenerationConfig, include_extras=True)
+    for name, annotation in hints.items():
+        bounds, value = Range.of(annotation), getattr(settings, name)
+        if bounds is not None and value is not None and not bounds.contains(value):
+            note = f" ({bounds.note})" if bounds.note else ""
+            problem = f"key 'generation.{name}' must be {bounds.describe()}{note}, got {short(value)}"
+            raise ConfigError(f"{source}: {problem}", f"generation.{name}", problem)
+    return settings
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -481,9 +559,10 @@ def check_consistency(config: ExperimentConfig, source: str = "config") -> None:
     Raises:
         ConfigError: an attention decoder over pooled features (one position to attend to),
             ``train.resume`` together with ``train.overwrite``, SCST for a classifier, or SCST's mean
-            baseline with fewer than two samples.
+            baseline with fewer than two samples, or a ``train.monitor`` the task never reports.
     """
     _SCHEMA.validate(config_to_dict(config), source, rules=True)
+    check_monitor(config, source)
 
 
 def with_overrides(

@@ -29,7 +29,15 @@ from vision2seq.yamlfiles import KeyLines, YamlRefused, parse_yaml, read_yaml
 
 
 class ConfigError(UserError):
-    """An unknown key, a value of the wrong type or range, or an unreadable config file."""
+    """An unknown key, a value of the wrong type or range, or an unreadable config file.
+
+    ``key`` is the dotted key the error is about (when there is one) and ``problem`` the message without
+    its source, so that ``load_config`` can blame a command-line override rather than the file.
+    """
+
+    def __init__(self, message: str, key: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.key, self.problem = key, problem
 
 
 RULES = "rules"
@@ -87,6 +95,10 @@ class Range:
                     if hasattr(constraint, name):
                         bounds[end], bounds[f"{end}_open"] = getattr(constraint, name), is_open
         return cls(**bounds) if "low" in bounds or "high" in bounds else None
+
+    def contains(self, value: float) -> bool:
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return low_ok and (self.high is None or (value < self.high if self.high_open else value <= self.high))
 
     def describe(self) -> str:
         """``>= 1``, ``> 0``, ``in [0, 1)``, ..."""
@@ -166,7 +178,9 @@ class Schema:
             path = tuple(part for part in first["loc"][1:] if isinstance(part, str))
             line = (lines or {}).get(path) if first["type"] != "contradiction" else None
             where = source if line is None else f"{source}:{line}"
-            raise ConfigError(f"{where}: {self._explain(first, raw)}") from None
+            problem = self._explain(first, raw)
+            key = ".".join(map(str, path)) if path and first["type"] != "contradiction" else None
+            raise ConfigError(f"{where}: {problem}", key, problem) from None
 
     def _explain(self, error: ErrorDetails, raw: dict[str, Any]) -> str:
         kind, value = error["type"], error["input"]

@@ -103,10 +103,19 @@ def _backend_available(kind: str) -> bool:
 
 def setup(device: str = "auto") -> tuple[DistContext, torch.device]:
     """Join the torchrun process group if there is one; return the context and this process's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", "1", 1)
     if world <= 1:
         return SINGLE, resolve_device(device)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise UsageError(
+            f"WORLD_SIZE={world} asks for a distributed run, but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set: start it with torchrun, or unset WORLD_SIZE "
+            "(left over from another job?) for a single process"
+        )
+    rank, local_rank = _env_int("RANK", None, 0), _env_int("LOCAL_RANK", "0", 0)
+    if rank >= world:
+        raise UsageError(f"RANK={rank} is not below WORLD_SIZE={world}: start the run with torchrun")
     chosen = resolve_device(device)
     if chosen.type == "cuda":
         chosen = torch.device("cuda", local_rank)
@@ -114,6 +123,21 @@ def setup(device: str = "auto") -> tuple[DistContext, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
     return DistContext(rank, world, local_rank), chosen
+
+
+def _env_int(name: str, default: str | None, minimum: int) -> int:
+    """The integer environment variable ``name`` (torchrun's), or a one-line ``UsageError``."""
+    text = os.environ.get(name, default) if default is not None else os.environ[name]
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < minimum:
+        raise UsageError(
+            f"environment variable {name}={text!r} is not an integer >= {minimum}; torchrun sets it: unset "
+            f"it (left over from another job?) or start the run with torchrun"
+        )
+    return value
 
 
 def teardown() -> None:

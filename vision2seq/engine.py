@@ -103,6 +103,10 @@ class _Run:
     best_metric: float | None = None
     best_epoch: int | None = None
     bad_epochs: int = 0
+    epoch_loss: float = 0.0
+    """Sum of the training losses of this epoch so far, and how many batches it holds: a run resumed
+    mid-epoch reports the same mean training loss as one never interrupted."""
+    epoch_batches: int = 0
 
 
 @dataclass
@@ -223,7 +227,7 @@ def _fit(
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
     trainer = _Trainer(task, model, _wrap_ddp(model, device, dist), optimizer, scheduler, scaler, cfg, device)
     monitor = cfg.monitor or task.monitor
-    run = _resume(trainer, out, dist) if resume else _Run()
+    run = _resume(trainer, out, dist, config, steps_per_epoch) if resume else _Run()
     dist.barrier()  # nobody writes into output_dir before everybody has read last.pt
     writer = tensorboard_writer(out) if dist.is_main else None
     show = progress and dist.is_main
@@ -231,7 +235,8 @@ def _fit(
     if warning and dist.is_main:
         print(f"warning: {warning}", file=sys.stderr)
     if show:
-        print(describe_schedule(cfg, total_steps, steps_per_epoch), file=sys.stderr)
+        at = f" (resuming at step {run.step}, epoch {run.epoch + 1})" if run.step else ""
+        print(describe_schedule(cfg, total_steps, steps_per_epoch) + at, file=sys.stderr)
 
     metrics: dict[str, float] = {}
     last_payload = None
@@ -241,7 +246,7 @@ def _fit(
         start = time.perf_counter()
         train_loss = _train_epoch(trainer, train_loader, run, epoch, total_steps, show, out, config, dist)
         metrics = {"train_loss": dist.mean(train_loss)}
-        run.epoch, run.batch_in_epoch = epoch + 1, 0
+        run.epoch, run.batch_in_epoch, run.epoch_loss, run.epoch_batches = epoch + 1, 0, 0.0, 0
         improved = False
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
             scores = evaluate(task, model, val_loader, device, cfg.amp, progress=show, dist=dist)
@@ -255,12 +260,15 @@ def _fit(
                 "seconds": round(time.perf_counter() - start, 3),
                 **metrics,
             }
-            log_epoch(out, row, writer)
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-            print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr)
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr
+            )  # shown even if the disk is full
+            log_epoch(out, row, writer)
         names = ["best.pt", "last.pt"] if improved else ["last.pt"]
         last_payload = save_run(out, names, trainer, config, run, metrics, dist)
-        if cfg.early_stopping_patience and run.bad_epochs >= cfg.early_stopping_patience:
+        last = epoch + 1 == cfg.epochs or run.step >= total_steps
+        if cfg.early_stopping_patience and run.bad_epochs >= cfg.early_stopping_patience and not last:
             if dist.is_main:
                 print(
                     f"early stopping: {monitor} did not improve for {run.bad_epochs} epochs", file=sys.stderr
@@ -275,21 +283,72 @@ def _fit(
     return FitResult(monitor, run.best_metric, run.best_epoch, run.epoch, metrics, out)
 
 
-def _resume(trainer: _Trainer, out: Path, dist: DistContext) -> _Run:
-    """Load ``out/last.pt`` into the trainer; returns the run state it was saved with."""
+def _resume(
+    trainer: _Trainer, out: Path, dist: DistContext, config: ExperimentConfig, steps_per_epoch: int
+) -> _Run:
+    """Load ``out/last.pt`` into the trainer; returns the run state it was saved with.
+
+    Raises:
+        UserError: no last checkpoint, another task's, or settings that would change the learning-rate
+            schedule of the steps already taken (see ``check_schedule_unchanged``).
+    """
     path = out / "last.pt"
     if not path.is_file():
         raise UserError(f"{path}: nothing to resume (no last checkpoint in output_dir)")
     ckpt = load_checkpoint(path)
     if ckpt.get("task") != trainer.task.name:
         raise UserError(f"{path}: a {ckpt.get('task')!r} run, not {trainer.task.name!r}; cannot resume it")
+    check_schedule_unchanged(path, ckpt.get("config"), config, steps_per_epoch)
     trainer.model.load_state_dict(ckpt["model"])
     trainer.optimizer.load_state_dict(ckpt["optimizer"])
     trainer.scheduler.load_state_dict(ckpt["scheduler"])
     trainer.scaler.load_state_dict(ckpt["scaler"])
-    run = _Run(**{k: ckpt[k] for k in vars(_Run())})
+    defaults = vars(_Run())
+    run = _Run(**{k: ckpt.get(k, default) for k, default in defaults.items()})  # older files lack some
     set_rng_state(ckpt["rng"][dist.rank] if dist.world_size == len(ckpt["rng"]) else ckpt["rng"][0])
     return run
+
+
+SCHEDULE_KEYS = ("lr", "scheduler", "warmup_steps", "warmup_fraction", "lr_step_epochs", "lr_gamma")
+
+
+def check_schedule_unchanged(path: Path, saved: Any, config: ExperimentConfig, steps_per_epoch: int) -> None:
+    """Refuse to resume with settings under which the learning rate of a step differs from the run's.
+
+    Resuming continues the saved schedule; ``train.epochs`` or ``train.max_steps`` may grow (or shrink)
+    only when the schedule does not depend on the run's length (``none``, ``step`` and ``plateau``,
+    without ``warmup_fraction`` or a clamped warm-up). A cosine schedule ends at the run's last step, so
+    a longer run would jump the learning rate back up: that is refused with the ways out.
+    """
+    from vision2seq.config import config_from_dict
+
+    try:
+        old = config_from_dict(saved).train if isinstance(saved, dict) else None
+    except UserError:
+        old = None  # a config this version cannot read: nothing to compare
+    if old is None:
+        return
+    new = config.train
+    changed = [k for k in SCHEDULE_KEYS if getattr(old, k) != getattr(new, k)]
+    old_total = min(old.max_steps or math.inf, old.epochs * steps_per_epoch)
+    new_total = min(new.max_steps or math.inf, new.epochs * steps_per_epoch)
+    if not changed and old_total != new_total:
+        depends = (
+            new.scheduler == "cosine" or warmup_steps(old, old_total)[0] != warmup_steps(new, new_total)[0]
+        )
+        if not depends:
+            return  # the same learning rate at every step: the run is simply longer or shorter
+        changed = [k for k in ("epochs", "max_steps") if getattr(old, k) != getattr(new, k)]
+    if not changed:
+        return
+    was = ", ".join(f"train.{k}={getattr(old, k)}" for k in changed)
+    raise UserError(
+        f"{path}: cannot resume with {', '.join(f'train.{k}={getattr(new, k)}' for k in changed)}: the run "
+        f"was started with {was}, and its learning-rate schedule "
+        f"({describe_schedule(old, int(old_total), steps_per_epoch).removeprefix('schedule: ')}) would "
+        "change under the steps already taken; resume with the run's settings, or start a new run from its "
+        f"weights (train.init_from={path} and another output_dir)"
+    )
 
 
 def _train_epoch(
@@ -307,11 +366,16 @@ def _train_epoch(
     sampler = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
+    if run.batch_in_epoch >= len(loader):
+        # Saved after the epoch's last batch, before its validation (a mid-epoch checkpoint that fell on
+        # the last, possibly partial, batch): nothing of the epoch is left to train.
+        return run.epoch_loss / max(1, run.epoch_batches)
     if run.batch_in_epoch and hasattr(sampler, "set_start"):
         sampler.set_start(run.batch_in_epoch * loader.batch_size)
     trainer.trained.train()
-    every = trainer.cfg.checkpoint_every
+    every, minutes = trainer.cfg.checkpoint_every, trainer.cfg.checkpoint_minutes
     start, seen, sums, n_batches = time.perf_counter(), 0, {"loss": 0.0}, 0
+    saved_at = time.monotonic()
     bar = tqdm(
         loader,
         desc=f"epoch {epoch + 1}/{trainer.cfg.epochs}",
@@ -328,18 +392,27 @@ def _train_epoch(
         if values is None:
             continue
         n_batches += 1
+        run.epoch_loss += values["loss"]
+        run.epoch_batches += 1
         for key, value in values.items():
             sums[key] = sums.get(key, 0.0) + value
         seen += _batch_size(batch)
         # Running means of everything the task reports (loss; reward and baseline under SCST).
         shown = {k: f"{v / n_batches:.3f}" for k, v in sums.items()}
         bar.set_postfix(**shown, items_s=f"{seen / (time.perf_counter() - start):.1f}")
-        if every and run.step % every == 0:
-            save_run(out, ["last.pt"], trainer, config, run, {"train_loss": sums["loss"] / n_batches}, dist)
+        due = bool(every and run.step % every == 0)
+        # Rank 0's clock decides for every rank (saving is a collective); in a distributed run it is
+        # asked every 16 steps only, so the loop does not wait for a broadcast at each step.
+        if minutes and (not dist.enabled or run.step % 16 == 0):
+            due = dist.broadcast_object(due or time.monotonic() - saved_at >= 60 * minutes)
+        if due:
+            mean = run.epoch_loss / run.epoch_batches
+            save_run(out, ["last.pt"], trainer, config, run, {"train_loss": mean}, dist)
+            saved_at = time.monotonic()
         if run.step >= total_steps:
             break
     bar.close()
-    return sums["loss"] / max(1, n_batches)
+    return run.epoch_loss / max(1, run.epoch_batches)
 
 
 def _update_best(

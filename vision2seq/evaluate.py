@@ -8,6 +8,7 @@ from typing import Any
 
 from vision2seq.engine import evaluate
 from vision2seq.tasks import restore_checkpoint
+from vision2seq.train import check_data_paths
 
 
 def evaluate_checkpoint(
@@ -19,5 +20,6 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """The task's metrics of the checkpoint at ``path`` on ``split`` (e.g. BLEU-4, CIDEr-D; top-1)."""
     task_module, restored = restore_checkpoint(path, None, overrides, device)
+    check_data_paths(restored.config)  # "does not exist", before any data is parsed
     loader = task_module.eval_loader(restored.config, restored.model, split, restored.device)
     return evaluate(restored.task, restored.model, loader, restored.device, progress=progress)

@@ -19,11 +19,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from vision2seq.errors import UserError
+from vision2seq.files import remove_stale_temps
 
 try:
     import fcntl
@@ -46,7 +47,11 @@ def run_files(path: Path) -> list[str]:
 
 @contextmanager
 def claim_output_dir(
-    path: str | Path, resume: bool = False, overwrite: bool = False, lock: bool = True
+    path: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    lock: bool = True,
+    reads: Sequence[tuple[str, str | Path]] = (),
 ) -> Iterator[Path]:
     """Check and lock ``path`` for one training run; the lock is held until the ``with`` block ends.
 
@@ -56,10 +61,13 @@ def claim_output_dir(
         overwrite: delete another run's files in ``path`` (``RUN_FILES`` only) instead of refusing.
         lock: take the lock (only the main process of a distributed job writes, so only it locks; the
             other processes still run the checks, which read nothing but the folder listing).
+        reads: ``(config key, path)`` of files the same command reads (``train.init_from``):
+            ``overwrite`` refuses to delete one of them rather than lose the run's source.
 
     Raises:
         OutputDirError: ``path`` is a file, cannot be created or written, is locked by a running
-            ``train``, or holds another run's files without ``resume``/``overwrite`` (or both are set).
+            ``train``, holds another run's files without ``resume``/``overwrite`` (or both are set), or
+            ``overwrite`` would delete a file in ``reads``.
     """
     path = Path(path)
     if resume and overwrite:
@@ -74,10 +82,10 @@ def claim_output_dir(
         yield path
         return
     if not lock:
-        _check_contents(path, resume, overwrite)
+        _check_contents(path, resume, overwrite, reads)
         yield path
         return
-    created = not path.exists()
+    created = _first_missing(path)  # this folder and those below it are ours to remove if we fail
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -86,9 +94,11 @@ def claim_output_dir(
     try:
         _lock(fd, path)
         # Checked under the lock: a run that held it a moment ago may have just written its files.
-        _check_contents(path, resume, overwrite)
+        _check_contents(path, resume, overwrite, reads)
         if overwrite:
             _delete_run_files(path)
+        # A write killed midway leaves its temporary file; under the lock none is being written.
+        remove_stale_temps(path, ("best.pt", "last.pt", "metrics.csv"))
         _probe_writable(path)
         _write_owner(fd)
         key = _held_key(path)
@@ -99,18 +109,34 @@ def claim_output_dir(
             _held.discard(key)
     except BaseException:
         os.close(fd)
-        if created:
-            _remove_if_only_lock(path)  # a run that failed before writing anything leaves no folder
+        if created is not None:
+            _remove_if_only_lock(path, created)  # a run that failed before writing anything leaves no folder
         raise
     else:
         os.close(fd)  # also releases the flock
 
 
-def _remove_if_only_lock(path: Path) -> None:
+def _first_missing(path: Path) -> Path | None:
+    """The highest folder of ``path`` (itself or a parent) that does not exist yet, or None."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_if_only_lock(path: Path, created: Path) -> None:
+    """Remove ``path`` if it holds only the lock file, then the empty folders above it that this claim
+    created (``runs/`` of ``runs/a``), up to ``created``."""
     try:
         if [p.name for p in path.iterdir()] == [LOCK_NAME]:
             (path / LOCK_NAME).unlink()
             path.rmdir()
+            folder = path
+            while folder != created and created in folder.parents:
+                folder = folder.parent
+                folder.rmdir()  # fails (and stops) when not empty
     except OSError:
         pass
 
@@ -143,13 +169,39 @@ def _lock(fd: int, path: Path) -> None:
         ) from None
 
 
-def _check_contents(path: Path, resume: bool, overwrite: bool) -> None:
+def _check_contents(
+    path: Path, resume: bool, overwrite: bool, reads: Sequence[tuple[str, str | Path]] = ()
+) -> None:
     found = run_files(path) if path.is_dir() else []
+    if overwrite and found:
+        for key, read in reads:
+            doomed = _run_file_holding(path, Path(read))
+            if doomed is not None:
+                raise OutputDirError(
+                    f"{path}: train.overwrite=true would delete {doomed}, which this run reads "
+                    f"({key}={read}); copy it out of output_dir first, or choose another output_dir"
+                )
     if found and not resume and not overwrite:
         raise OutputDirError(
             f"{path}: holds another run ({', '.join(found)}); pass --resume to continue it, set "
             "train.overwrite=true to replace it, or choose another output_dir"
         )
+
+
+def _run_file_holding(path: Path, read: Path) -> str | None:
+    """The run file of ``path`` that is, or holds, ``read`` (compared after resolving links), or None."""
+    try:
+        target = read.resolve()
+    except (OSError, RuntimeError):
+        return None
+    for name in run_files(path):
+        try:
+            run_file = (path / name).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if target == run_file or run_file in target.parents:
+            return name
+    return None
 
 
 def _delete_run_files(path: Path) -> None:

@@ -6,22 +6,30 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from vision2seq.files import atomic_write
+
 
 def log_epoch(out: Path, row: dict[str, Any], writer: Any) -> None:
-    """Append ``row`` to ``out/metrics.csv`` (new keys extend the header) and to ``writer`` if any."""
+    """Add ``row`` to ``out/metrics.csv`` and to ``writer`` if any.
+
+    The file is rewritten whole (``files.atomic_write``; it holds one short line per epoch): a key
+    first seen in a later epoch (validation scores with ``train.val_every`` > 1) extends the header of
+    every row, so each column keeps its name, and a full disk keeps the previous file intact.
+    """
     path = out / "metrics.csv"
-    fields = list(row)
+    rows: list[dict[str, Any]] = []
+    fields: list[str] = []
     if path.exists():
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), None)
-        if header:
-            fields = header + [k for k in row if k not in header]
-    rewrite = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        if rewrite:
-            w.writeheader()
-        w.writerow(row)
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = list(reader.fieldnames or [])
+            rows = [dict(r) for r in reader]
+    fields += [k for k in row if k not in fields]
+    rows.append(row)
+    with atomic_write(path, "w", "write metrics", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", restval="")
+        w.writeheader()
+        w.writerows(rows)
     if writer is not None:
         for key, value in row.items():
             if key != "epoch" and isinstance(value, int | float):

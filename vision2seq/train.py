@@ -19,9 +19,10 @@ from vision2seq.engine import FitResult, fit, seed_everything
 from vision2seq.errors import UserError
 from vision2seq.run_dir import claim_output_dir
 from vision2seq.tasks import TASKS
+from vision2seq.tasks.common import encoder_state
 
 
-def init_weights(model: nn.Module, task: Any, path: str | Path) -> None:
+def init_weights(model: nn.Module, task: Any, path: str | Path, checkpoint: dict | None = None) -> None:
     """Load the weights (feature statistics included) of checkpoint ``path`` into ``model`` of ``task``
     (``train.init_from``; ignored when resuming, since ``last.pt`` then holds the weights).
 
@@ -29,7 +30,7 @@ def init_weights(model: nn.Module, task: Any, path: str | Path) -> None:
         UserError: the file is another task's, its vocabulary or class names differ from the run's, or
             its weights do not fit the configured model.
     """
-    checkpoint = load_checkpoint(path)
+    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(path)
     key = "train.init_from"
     if checkpoint.get("task") != task.name:
         raise UserError(
@@ -55,18 +56,30 @@ def init_weights(model: nn.Module, task: Any, path: str | Path) -> None:
 
 def train(config: ExperimentConfig, resume: bool = False, progress: bool = True) -> FitResult:
     """Train the experiment ``config`` describes; writes best.pt/last.pt/metrics.csv to its output_dir."""
-    dist, device = distributed.setup(config.train.device)
     resume = resume or config.train.resume
+    check_data_paths(config)  # before the process group, any download or any folder is made
+    dist, device = distributed.setup(config.train.device)
     try:
         # Claimed before the data is set up, so a locked or unwritable output_dir is refused before a
         # feature cache is built; fit's own claim of the same folder is then a no-op.
-        with claim_output_dir(config.output_dir, resume, config.train.overwrite, lock=dist.is_main):
+        reads = [("train.init_from", config.train.init_from)] if config.train.init_from and not resume else []
+        with claim_output_dir(config.output_dir, resume, config.train.overwrite, dist.is_main, reads):
+            source, init = None, None
+            if config.train.init_from and not resume:
+                source = load_checkpoint(config.train.init_from)
+                if source.get("task") != config.task:
+                    raise UserError(
+                        f"train.init_from: {config.train.init_from} is a {source.get('task')!r} checkpoint, "
+                        f"this run is {config.task!r}"
+                    )
+                init = encoder_state(source["model"])
             seed_everything(config.seed)
-            built = TASKS[config.task].build(config, device, dist)
+            # The encoder gets init_from's weights before the feature cache and statistics are made from it.
+            built = TASKS[config.task].build(config, device, dist, init=init)
             if progress and dist.is_main:
                 describe_encoder(config)
-            if config.train.init_from and not resume:
-                init_weights(built.model, built.task, config.train.init_from)
+            if source is not None:
+                init_weights(built.model, built.task, config.train.init_from, source)
             # Every rank starts from the same weights (built above from the seed); dropout differs per rank.
             seed_everything(config.seed + 1 + dist.rank)
             return fit(
@@ -82,6 +95,32 @@ def train(config: ExperimentConfig, resume: bool = False, progress: bool = True)
             )
     finally:
         distributed.teardown()
+
+
+DATA_PATH_KEYS = (
+    "annotations",
+    "images",
+    "videos",
+    "val_annotations",
+    "val_images",
+    "test_annotations",
+    "mapping",
+)
+"""The ``data.*`` keys that name files or folders the run reads."""
+
+
+def check_data_paths(config: ExperimentConfig) -> None:
+    """Refuse a ``data.*`` path that does not exist, before anything is downloaded, built or written.
+
+    Raises:
+        UserError: ``data.<key>: <path> does not exist`` for the first missing one.
+    """
+    for key in DATA_PATH_KEYS:
+        value = getattr(config.data, key, None)
+        if isinstance(value, str) and value and not Path(value).exists():
+            raise UserError(
+                f"data.{key}: {value} does not exist (check the path, or override it: data.{key}=...)"
+            )
 
 
 def describe_encoder(config: ExperimentConfig) -> None:

@@ -52,7 +52,7 @@ KeyLines = dict[tuple[str, ...], int]
 """Line (from 1) of each string key of nested mappings, by its path: ``{("train", "epochs"): 3}``."""
 
 
-def parse_yaml(text: str, lines: KeyLines | None = None) -> Any:
+def parse_yaml(text: str, lines: KeyLines | None = None, name: str | None = None) -> Any:
     """Parse YAML text into plain data (``yaml.safe_load`` rules), filling ``lines`` when given.
 
     Raises:
@@ -62,6 +62,8 @@ def parse_yaml(text: str, lines: KeyLines | None = None) -> Any:
         yaml.YAMLError: malformed YAML.
     """
     loader = _StrictLoader(text)
+    if name is not None:
+        loader.name = name  # error marks say `in "configs/x.yaml", line 3`, not `in "<unicode string>"`
     try:
         node = loader.get_single_node()
         if node is not None and lines is not None:
@@ -86,7 +88,7 @@ def read_yaml(path: Path, lines: KeyLines | None = None) -> Any:
         data = f.read(MAX_YAML_BYTES + 1)
     if len(data) > MAX_YAML_BYTES:
         raise YamlRefused(f"larger than {MAX_YAML_BYTES:,} bytes, not a config file")
-    return parse_yaml(data.decode("utf-8"), lines)
+    return parse_yaml(data.decode("utf-8"), lines, name=str(path))
 
 
 def _key_lines(root: yaml.Node, lines: KeyLines, max_depth: int = 8) -> None:

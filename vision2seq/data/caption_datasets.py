@@ -21,7 +21,7 @@ from vision2seq.data.features import (
     module_fingerprint,
 )
 from vision2seq.data.images import ImageFiles, ImageReadError, collate_good, load_image
-from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options
+from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options, lone_last_batch
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.models.encoder import ImageEncoder
@@ -245,9 +245,12 @@ def build_caption_data(
     val_set = CaptionedImages(val_records, val_source)
     # Cached features are small reads from disk: worker processes would only add overhead.
     workers = 0 if train_source.store is not None else worker_count(t.num_workers)
+    # A trained encoder runs batch norm in training mode, which a final batch of one image would break.
+    trained_cnn = train_source.store is None and not encoder.frozen
     train = DataLoader(
         train_set,
         batch_size=images_per_batch,
+        drop_last=trained_cnn and lone_last_batch(len(train_set), images_per_batch, dist.world_size),
         sampler=EpochSampler(len(train_set), config.seed, dist.rank, dist.world_size),
         num_workers=workers,
         collate_fn=collate_captions,

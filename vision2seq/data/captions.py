@@ -155,8 +155,9 @@ def _image_key(value: Any, source: Path, where: str, name: str) -> str:
 class _EmptyCaptions:
     """Counts captions with no words (and images left with none), reported once per file."""
 
-    def __init__(self, source: Path) -> None:
+    def __init__(self, source: Path, noun: str = "images") -> None:
         self.source, self.captions, self.images, self.first = source, 0, 0, ""
+        self.noun = noun  # what the captions describe: images, or video clips
 
     def keep(self, captions: list[str], where: list[str]) -> tuple[list[str], list[list[str]]]:
         """The captions that have words, and their tokens; empty ones are counted."""
@@ -171,7 +172,7 @@ class _EmptyCaptions:
     def report(self) -> None:
         if not self.captions:
             return
-        lost = f"; {self.images} images had no other caption and are skipped" if self.images else ""
+        lost = f"; {self.images} {self.noun} had no other caption and are skipped" if self.images else ""
         message = f"{self.source}: skipped {self.captions} empty captions (e.g. {self.first}){lost}"
         try:  # once per file version: `train` reads the file once per split
             st = os.stat(self.source)

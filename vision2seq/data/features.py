@@ -18,6 +18,7 @@ cache damaged, so the next run rebuilds it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -36,6 +37,8 @@ from tqdm import tqdm
 from vision2seq.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 from vision2seq.errors import report as report_skipped
+from vision2seq.files import os_error, write_text
+from vision2seq.files import reason as os_reason
 
 
 def default_cache_root() -> Path:
@@ -250,7 +253,7 @@ def write_meta(directory: Path, keys: list[str], failed: dict[str, str]) -> None
         "shape": shape,
         "crc32": _row_checksums(directory / "features.npy", len(keys), row_bytes, offset),
     }
-    (directory / "meta.json").write_text(json.dumps({**meta, "sha256": _digest(meta)}))
+    write_text(directory / "meta.json", json.dumps({**meta, "sha256": _digest(meta)}), "write cache metadata")
 
 
 def check_writable(root: Path) -> None:
@@ -266,6 +269,100 @@ def check_writable(root: Path) -> None:
             f"{root}: feature cache folder is not writable ({reason}); set data.cache_dir to a writable "
             "folder, or data.cache_features=false"
         ) from None
+
+
+def _allocate(path: Path, shape: tuple[int, ...]) -> None:
+    """Write the ``.npy`` header of a float16 array of ``shape`` and reserve the disk space of its data.
+
+    The space is reserved up front (``posix_fallocate``) so that a disk too small for the cache fails
+    here, as one ``OSError``, before any image is encoded; rows are then written with ``os.pwrite``, never
+    through a memory map (a full disk under a memory map is a SIGBUS that kills the process).
+    """
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        offset = f.tell()
+        size = offset + int(np.prod(shape, dtype=np.int64)) * 2
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise  # ENOSPC, EFBIG, EDQUOT, EIO: the cache does not fit
+            f.truncate(size)  # a filesystem without fallocate: pwrite still reports a full disk
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _data_offset(path: Path) -> int:
+    with open(path, "rb") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)  # as ``_allocate`` wrote it
+        return f.tell()
+
+
+def _encode_into(
+    path: Path,
+    keys: list[str],
+    dataset: Dataset,
+    collate: Callable,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int,
+    num_workers: int,
+    report: Callable[[str], None],
+    dist: DistContext,
+) -> dict[str, str]:
+    """Encode this rank's shard of ``dataset`` into the rows of ``path``; returns the failed items."""
+    offset = _data_offset(path)
+    shard = Subset(dataset, range(dist.rank, len(keys), dist.world_size))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+    failed: dict[str, str] = {}
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        with torch.inference_mode():
+            for indices, inputs, errors in tqdm(
+                loader,
+                desc="caching features",
+                unit="batch",
+                leave=False,
+                disable=None if dist.is_main else True,
+                file=sys.stderr,
+            ):
+                for index, message in errors:
+                    failed[keys[index]] = message
+                    report(message)
+                if inputs is None:
+                    continue
+                features = encode(inputs).float().cpu().numpy()  # (B, *feature_shape)
+                finite = np.isfinite(features.astype(np.float16)).reshape(len(features), -1).all(axis=1)
+                exact = np.isfinite(features).reshape(len(features), -1).all(axis=1)
+                for row, index in enumerate(indices.tolist()):
+                    if not finite[row]:
+                        failed[keys[index]] = (  # e.g. NaN weights, or a random-init deep CNN: skipped
+                            f"{keys[index]}: the encoder produced NaN or infinite features"
+                            if not exact[row]
+                            else f"{keys[index]}: features beyond float16's range (65504) of the feature "
+                            "cache (a random-init deep encoder?); use pretrained weights, a smaller encoder "
+                            "such as resnet18, or data.cache_features=false"
+                        )
+                        report(failed[keys[index]])
+                        continue  # its row stays zero (reserved, never read)
+                    data = features[row].astype(np.float16).tobytes()
+                    _pwrite_all(fd, data, offset + index * len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return failed
+
+
+def _pwrite_all(fd: int, data: bytes, position: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view, position = view[written:], position + written
 
 
 def cached_features(
@@ -285,8 +382,9 @@ def cached_features(
     """Load the cache for ``fingerprint``, building it first when absent.
 
     Under torchrun every rank encodes its own shard (every ``world_size``-th item) straight into the
-    shared memory-mapped file; rank 0 then completes the cache. ``root`` must be on storage all ranks
-    see (multi-node jobs: a shared filesystem).
+    shared file (plain writes into space reserved before encoding: a full disk is one line, never a
+    SIGBUS); rank 0 then completes the cache. A failed build removes its temporary folder. ``root``
+    must be on storage all ranks see (multi-node jobs: a shared filesystem).
 
     Args:
         root: folder holding caches.
@@ -320,55 +418,35 @@ def cached_features(
         check_writable(root)
     # Rank 0 names the build folder for all ranks; the pid keeps concurrent jobs apart.
     tmp = root / dist.broadcast_object(f".{fingerprint[:24]}.{os.getpid()}.tmp")
-    if dist.is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        np.lib.format.open_memmap(
-            tmp / "features.npy", mode="w+", dtype=np.float16, shape=(len(keys), *feature_shape)
-        ).flush()
-    dist.barrier()
-    array = np.load(tmp / "features.npy", mmap_mode="r+")
-    shard = Subset(dataset, range(dist.rank, len(keys), dist.world_size))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
-    failed: dict[str, str] = {}
-    with torch.inference_mode():
-        for indices, inputs, errors in tqdm(
-            loader,
-            desc="caching features",
-            unit="batch",
-            leave=False,
-            disable=None if dist.is_main else True,
-            file=sys.stderr,
-        ):
-            for index, message in errors:
-                failed[keys[index]] = message
-                report(message)
-            if inputs is not None:
-                features = encode(inputs).float().cpu().numpy()  # (B, *feature_shape)
-                finite = np.isfinite(features.astype(np.float16)).reshape(len(features), -1).all(axis=1)
-                exact = np.isfinite(features).reshape(len(features), -1).all(axis=1)
-                for row, index in enumerate(indices.tolist()):
-                    if finite[row]:
-                        continue
-                    failed[keys[index]] = (  # e.g. NaN weights, or a random-init deep CNN: skipped
-                        f"{keys[index]}: the encoder produced NaN or infinite features"
-                        if not exact[row]
-                        else f"{keys[index]}: features beyond float16's range (65504) of the feature cache "
-                        "(a random-init deep encoder?); use pretrained weights, a smaller encoder such as "
-                        "resnet18, or data.cache_features=false"
-                    )
-                    report(failed[keys[index]])
-                array[indices.numpy()] = np.where(finite.reshape(-1, *[1] * (features.ndim - 1)), features, 0)
-    array.flush()
-    del array
-    failed = {k: v for part in dist.all_gather_object(failed) for k, v in part.items()}
-    if len(failed) == len(keys):
-        raise UserError(f"none of the {len(keys)} inputs could be read, so there are no features to cache")
-    if dist.is_main:
-        write_meta(tmp, keys, failed)
-        try:
-            os.replace(tmp, directory)
-        except OSError:  # another job finished the same cache first
+    try:
+        if dist.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            _allocate(tmp / "features.npy", (len(keys), *feature_shape))
+        dist.barrier()
+        failed = _encode_into(
+            tmp / "features.npy", keys, dataset, collate, encode, batch_size, num_workers, report, dist
+        )
+        failed = {k: v for part in dist.all_gather_object(failed) for k, v in part.items()}
+        if len(failed) == len(keys):
+            raise UserError(
+                f"none of the {len(keys)} inputs could be read, so there are no features to cache"
+            )
+        if dist.is_main:
+            write_meta(tmp, keys, failed)
+            try:
+                os.replace(tmp, directory)
+            except OSError:  # another job finished the same cache first
+                shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if dist.is_main:  # a failed build leaves nothing behind
+            shutil.rmtree(tmp, ignore_errors=True)
+        failure = os_error(exc) if isinstance(exc, OSError) else None  # not a WriteError: one line already
+        if failure is not None:
+            raise FeatureCacheError(
+                f"{root}: cannot write the feature cache: {os_reason(failure)} (nothing was kept; "
+                "free space, set data.cache_dir to another folder, or data.cache_features=false)"
+            ) from None
+        raise
     dist.barrier()
     return FeatureStore(directory)

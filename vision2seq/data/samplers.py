@@ -42,6 +42,17 @@ class EpochSampler(Sampler[int]):
         return iter(order[self.rank :: self.world_size][self.start :])
 
 
+def lone_last_batch(size: int, batch_size: int, world_size: int = 1) -> bool:
+    """Whether an epoch of ``size`` items ends, on each rank, with a batch of a single item.
+
+    A trained encoder's batch norm cannot take batch statistics of one image (``Expected more than 1
+    value per channel``), so its training loader drops that batch (``drop_last``): the order is
+    reshuffled every epoch, so a different item sits out each time and none is left out for good.
+    """
+    per_rank = -(-size // world_size)
+    return batch_size > 1 and per_rank % batch_size == 1
+
+
 class ShardSampler(Sampler[int]):
     """Evaluation order: rank ``r`` of ``w`` takes indices ``r, r + w, ...`` (no padding, no repeats)."""
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vision2seq.data.captions import AnnotationError, read_json, safe_join
+from vision2seq.data.captions import AnnotationError, _EmptyCaptions, read_json, safe_join
 from vision2seq.data.tokenizer import tokenize
 from vision2seq.data.video_datasets import read_lines
 
@@ -139,10 +139,20 @@ def parse_msrvtt(videos: str | Path, annotations: Sequence[str | Path]) -> list[
 
 
 def _with_captions(clips: list[CaptionedClip], source: Path) -> list[CaptionedClip]:
-    """The clips that have a caption; the others are left out with one warning."""
-    kept = [c for c in clips if c.captions]
-    if len(kept) < len(clips):
-        logger.warning("%s: leaving out %d clips without captions", source, len(clips) - len(kept))
+    """The clips with their captions that have words; as for images, blank captions are skipped and
+    reported once per file (a clip left without any is skipped, so none is scored against nothing)."""
+    empty = _EmptyCaptions(source, noun="clips")
+    kept, uncaptioned = [], 0
+    for clip in clips:
+        where = [f"clip {clip.key!r} caption {j}" for j in range(len(clip.captions))]
+        captions, tokens = empty.keep(clip.captions, where)
+        if captions:
+            kept.append(CaptionedClip(clip.key, clip.path, clip.split, captions, tokens))
+        elif not clip.captions:
+            uncaptioned += 1
+    empty.report()
+    if uncaptioned:
+        logger.warning("%s: leaving out %d clips without captions", source, uncaptioned)
     return kept
 
 

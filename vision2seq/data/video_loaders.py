@@ -29,7 +29,7 @@ from vision2seq.data.features import (
     module_fingerprint,
 )
 from vision2seq.data.images import collate_good
-from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options
+from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options, lone_last_batch
 from vision2seq.data.sampling import ClipSampling, FrameGrid
 from vision2seq.data.video_clips import VideoClipDataset
 from vision2seq.data.video_datasets import (
@@ -57,6 +57,8 @@ def detect_format(config: VideoConfig) -> str:
     if d.annotations is None:
         return "folders"
     ann = Path(d.annotations)
+    if not ann.exists():
+        raise UserError(f"{ann}: data.annotations does not exist (check the path)")
     if ann.is_file() or ann.suffix.lower() in (".csv", ".txt"):
         return "csv"
     if (ann / "classInd.txt").is_file():
@@ -81,10 +83,21 @@ def _held_out(train: VideoList, config: VideoConfig, subset: str, source: object
     d = config.data
     kept, val = carve_validation(train, d.val_fraction, config.seed)
     if subset == "val" and not val.samples:
-        raise ConfigError(
-            f"{source}: data.val_fraction={d.val_fraction} leaves no validation clips; raise it (e.g. 0.2)"
-        )
+        raise ConfigError(f"{source}: {_no_val_advice(train, d.val_fraction)}")
     return val if subset == "val" else kept
+
+
+def _no_val_advice(train: VideoList, val_fraction: float) -> str:
+    """Why carving validation out of ``train`` left nothing, and the fix that works."""
+    groups = {s.group for s in train.samples}
+    if len(train.samples) > 1 and len(groups) == 1 and None not in groups:
+        # Whole groups go to one side, and the last group always trains: no fraction can help.
+        return (
+            f"all {len(train.samples)} clips are in one group ({next(iter(groups))!r}: clips of a group "
+            "stay on one side of the split, so no data.val_fraction leaves any for validation); add clips "
+            "of other groups, or give a validation list (data.val_annotations)"
+        )
+    return f"data.val_fraction={val_fraction} leaves no validation clips; raise it (e.g. 0.2)"
 
 
 def _once(memo: dict[str, Any], key: str, parse: Callable[[], VideoList]) -> VideoList:
@@ -362,13 +375,18 @@ def make_loader(
     """
     cached = isinstance(dataset, CachedClips) if cached is None else cached
     workers = 0 if cached else worker_count(config.train.num_workers)
+    drop_last = False
     if train:
         sampler = EpochSampler(len(dataset), config.seed, dist.rank, dist.world_size, dataset=dataset)
+        # A trained encoder's batch norm sees batch x frames images: one clip of one frame is one image.
+        one_image = config.data.num_frames == 1 and config.model.encoder.trainable() is not None
+        drop_last = one_image and lone_last_batch(len(dataset), config.train.batch_size, dist.world_size)
     else:
         sampler = ShardSampler(len(dataset), dist.rank, dist.world_size)
     return DataLoader(
         dataset,
         batch_size=config.train.batch_size,
+        drop_last=drop_last,
         num_workers=workers,
         sampler=sampler,
         collate_fn=collate,

@@ -169,13 +169,16 @@ def write_confusion_csv(
     """Write a confusion matrix as CSV: a header of predicted class names, one row per true class.
 
     Args:
-        path: The CSV file to write; its parent directory is created if needed.
+        path: The CSV file to write (whole or not at all); its parent directory is created if needed.
+
+    Raises:
+        WriteError: the file could not be written (full disk, read-only folder); a previous one is kept.
         class_names: Names of the classes, in matrix order.
         matrix: Rows are true classes, columns predicted ones.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    from vision2seq.files import atomic_write
+
+    with atomic_write(path, "w", "write confusion matrix", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["true\\predicted", *class_names])
         for name, row in zip(class_names, matrix, strict=True):

@@ -10,11 +10,21 @@ Input and output follow pycocoevalcap's ``Meteor.compute_score`` exactly: the PT
 ``SCORE ||| ref ||| ... ||| hypothesis`` line per image (``|||`` removed from the hypothesis), then one
 ``EVAL`` line whose answer is the per-image scores and the corpus score (METEOR's own aggregate over the
 statistics, not the mean of the per-image scores).
+
+The jar is an external process, so it is never trusted to answer: every answer has a deadline
+(``START_TIMEOUT_S`` for the first, which waits for the jar to load, ``ANSWER_TIMEOUT_S`` after), after
+which the process is killed and the call fails with one line; every caption and reference is cut to
+``MAX_SEGMENT_WORDS`` words before it is sent (a 550,000-character caption would otherwise exhaust the
+jar's memory); and lines that are not answers (e.g. the JVM's ``Picked up JAVA_TOOL_OPTIONS`` banner)
+are skipped.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
+import re
+import select
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +40,16 @@ __all__ = ["MeteorScorer", "MetricUnavailableError", "meteor_scorer", "pycocoeva
 
 # Lines written before their answers are read: small enough that neither pipe buffer can fill up.
 _CHUNK = 64
+START_TIMEOUT_S = 600.0
+"""Seconds to wait for the jar's first answer (it loads a large paraphrase table first)."""
+ANSWER_TIMEOUT_S = 120.0
+"""Seconds to wait for each later answer."""
+MAX_SEGMENT_WORDS = 200
+"""Words of a caption or reference that METEOR scores (captions are a few dozen)."""
+_NUMBER = r"(?:[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|-?Infinity)"
+_ANSWER = re.compile(rf"{_NUMBER}(?: {_NUMBER})*")
+"""What an answer line looks like: numbers separated by spaces (statistics, or one score)."""
+_MAX_SKIPPED = 1000
 
 
 class MetricUnavailableError(ConfigError):
@@ -79,28 +99,62 @@ class MeteorScorer:
             command, cwd=jar.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
         )
         self._lock = threading.Lock()
+        self._buffer = b""
+        self._answered = False
+
+    def _stopped(self) -> MetricUnavailableError:
+        self._process.wait()
+        self._stderr.seek(0)
+        error = self._stderr.read().decode(errors="replace")
+        last = error.strip().splitlines()[-1] if error.strip() else f"exit status {self._process.returncode}"
+        return MetricUnavailableError(f"the METEOR jar stopped: {last[:300]}")
+
+    def _raw_line(self) -> str:
+        """The jar's next output line, within the deadline (the jar is killed when it passes)."""
+        assert self._process.stdout is not None
+        fd = self._process.stdout.fileno()
+        timeout = ANSWER_TIMEOUT_S if self._answered else START_TIMEOUT_S
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                self._process.kill()
+                raise MetricUnavailableError(
+                    f"the METEOR jar did not answer within {timeout:g} s and was stopped (is `java` a "
+                    "working Java runtime?); leave meteor out of --metrics to score without it"
+                )
+            data = os.read(fd, 1 << 16)
+            if not data:
+                raise self._stopped()
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode(errors="replace").strip()
 
     def _read_line(self) -> str:
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line:
-            self._process.wait()
-            self._stderr.seek(0)
-            error = self._stderr.read().decode(errors="replace")
-            last = (
-                error.strip().splitlines()[-1] if error.strip() else f"exit status {self._process.returncode}"
-            )
-            raise MetricUnavailableError(f"the METEOR jar stopped: {last}")
-        return line.decode().strip()
+        """The next answer line; other output (a JVM banner, warnings) is skipped."""
+        for _ in range(_MAX_SKIPPED):
+            line = self._raw_line()
+            if _ANSWER.fullmatch(line):
+                self._answered = True
+                return line
+        raise MetricUnavailableError("the METEOR jar printed no scores (unexpected output)")
 
-    def _write(self, lines: Sequence[str]) -> None:
+    def _write(self, lines: Sequence[str]) -> threading.Thread:
+        """Send ``lines`` from a thread, so that a jar that stops reading cannot block us forever (its
+        answers' deadline then stops it, which ends the write)."""
         assert self._process.stdin is not None
-        try:
-            self._process.stdin.write("".join(f"{line}\n" for line in lines).encode())
-            self._process.stdin.flush()
-        except BrokenPipeError:
-            self._read_line()  # raises with the jar's last words
-            raise
+        stdin = self._process.stdin
+        data = "".join(f"{line}\n" for line in lines).encode()
+
+        def send() -> None:
+            try:
+                stdin.write(data)
+                stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass  # the jar stopped: the read that follows reports it
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        return thread
 
     def score(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> CorpusScore:
         """Compute METEOR of PTB-tokenized captions (space-joined tokens, as pycocoevalcap passes them).
@@ -118,15 +172,16 @@ class MeteorScorer:
         """
         check_corpus(candidates, references, "METEOR")
         lines = [
-            " ||| ".join(("SCORE", " ||| ".join(refs), hyp.replace("|||", "").replace("  ", " ")))
+            " ||| ".join(("SCORE", " ||| ".join(_bounded(r) for r in refs), _bounded(hyp.replace("|||", ""))))
             for hyp, refs in zip(candidates, references, strict=True)
         ]
         with self._lock:
             stats: list[str] = []
             for start in range(0, len(lines), _CHUNK):
                 chunk = lines[start : start + _CHUNK]
-                self._write(chunk)
+                writer = self._write(chunk)
                 stats.extend(self._read_line() for _ in chunk)
+                writer.join()
             self._write(["EVAL ||| " + " ||| ".join(stats)])
             per_image = [float(self._read_line()) for _ in stats]
             score = float(self._read_line())
@@ -141,6 +196,11 @@ class MeteorScorer:
                 self._process.kill()
                 self._process.wait()
             self._stderr.close()
+
+
+def _bounded(text: str) -> str:
+    """One line of at most ``MAX_SEGMENT_WORDS`` words (the jar reads a line per segment)."""
+    return " ".join(text.split()[:MAX_SEGMENT_WORDS])
 
 
 _scorer: MeteorScorer | None = None

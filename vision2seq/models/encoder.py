@@ -272,8 +272,10 @@ def _get_model(name: str, weights: torchvision.models.WeightsEnum | None) -> nn.
 
 
 def _load_weights_file(model: nn.Module, path: Path) -> None:
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: encoder weights file not found (model.encoder.weights)")
+    if not path.is_file():  # a folder, a device such as /dev/zero, a FIFO: never read (it may not end)
+        raise UserError(f"{path}: not a regular file; model.encoder.weights needs a state-dict file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -406,7 +406,13 @@ def with_settings(
     max_len: int | None = None,
     length_penalty: float | None = None,
 ) -> GenerationConfig:
-    """``base`` with the given values replaced; a beam size picks beam search (1: greedy)."""
+    """``base`` with the given values replaced; a beam size picks beam search (1: greedy).
+
+    Raises:
+        ConfigError: a value out of its range (``config.check_generation``).
+    """
+    from vision2seq.config import check_generation
+
     settings = base
     if beam_size is not None:
         settings = replace(settings, strategy="beam" if beam_size > 1 else "greedy", beam_size=beam_size)
@@ -414,4 +420,4 @@ def with_settings(
         settings = replace(settings, max_len=max_len)
     if length_penalty is not None:
         settings = replace(settings, length_penalty=length_penalty)
-    return settings
+    return check_generation(settings, "generation settings")  # bounded before any buffer is allocated

@@ -124,8 +124,11 @@ def fit_feature_norm(
     n = len(dataset)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(n, max_items)].tolist()
     moments, used = RunningMoments(), 0
-    for start in range(0, len(order), batch_size):
-        items = [dataset[i] for i in order[start : start + batch_size]]
+    starts = list(range(0, len(order), batch_size))
+    if len(starts) > 1 and len(order) - starts[-1] == 1:
+        starts.pop()  # a lone last item joins the batch before it: batch norm cannot take one image
+    for start, end in zip(starts, [*starts[1:], len(order)], strict=True):
+        items = [dataset[i] for i in order[start:end]]
         batch = dict(collate(items))
         batch.pop("errors", None)
         if not batch:

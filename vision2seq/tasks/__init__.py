@@ -8,7 +8,8 @@ inference classes use without branching on the task:
   that entry, or None);
 - a task class with ``training_step``, ``predict_step``, ``make_evaluator``, ``parameter_groups``,
   ``checkpoint_extras`` and ``monitor`` (see ``engine.Task``);
-- ``build(config, device, dist) -> Built``: task, model and loaders of a training run;
+- ``build(config, device, dist, init) -> Built``: task, model and loaders of a training run (``init``:
+  the encoder weights of ``train.init_from``, loaded before any feature is cached);
 - ``eval_loader(config, model, split, device)``: the loader ``evaluate`` scores;
 - ``restore(checkpoint, source, overrides, device) -> Restored``: task and model of a checkpoint.
 

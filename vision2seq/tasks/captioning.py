@@ -20,7 +20,7 @@ from vision2seq.models.captioner import CaptionModel, attention_regularization, 
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.normalization import FeatureNorm, fit_feature_norm
 from vision2seq.scst import CiderDReward, SelfCritical
-from vision2seq.tasks.common import Built, Restored, apply_overrides
+from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
 
 NAME = "captioning"
 COMMAND = "vision2seq caption"
@@ -163,11 +163,17 @@ def build_model(
     return CaptionModel(encoder, decoder, vocab.bos_id, vocab.eos_id, norm)
 
 
-def build(config: CaptioningConfig, device: torch.device, dist: DistContext = SINGLE) -> Built:
+def build(
+    config: CaptioningConfig,
+    device: torch.device,
+    dist: DistContext = SINGLE,
+    init: Mapping[str, Any] | None = None,
+) -> Built:
     """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
     from vision2seq.data.caption_datasets import build_caption_data
 
-    encoder = build_encoder(config)
+    # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
+    encoder = start_encoder(build_encoder(config, load_weights=not init), init)
     data = build_caption_data(config, encoder, device, dist=dist)
     # Building the feature cache may draw from the RNG; re-seed so the decoder's initial weights depend
     # only on the seed, whether or not the cache already existed.

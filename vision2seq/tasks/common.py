@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,3 +58,20 @@ def apply_overrides(checkpoint: dict[str, Any], source: str, overrides: Sequence
     if overrides:
         config = with_overrides(config, list(overrides), "checkpoint config")
     return config
+
+
+def encoder_state(model_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The encoder's part of a model's state dict (every task's model keeps its CNN in ``.encoder``)."""
+    return {k.removeprefix("encoder."): v for k, v in model_state.items() if k.startswith("encoder.")}
+
+
+def start_encoder(encoder: nn.Module, init: Mapping[str, Any] | None) -> nn.Module:
+    """Give a freshly built encoder the weights of ``train.init_from`` (``init``: ``encoder_state`` of the
+    checkpoint) before anything derived from its weights is computed: the feature cache, which its
+    weights key, and the feature statistics. Without ``init`` it is returned as built.
+
+    A mismatch is left to ``train.init_weights``, which loads the whole model and names the problem."""
+    if init:
+        with contextlib.suppress(RuntimeError, KeyError, TypeError):
+            encoder.load_state_dict(dict(init))
+    return encoder

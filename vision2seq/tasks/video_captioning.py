@@ -8,7 +8,7 @@ over the frames before the attention decoder) and the data (clips through the vi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
 from vision2seq.tasks.captioning import CaptioningTask
 from vision2seq.tasks.captioning import check_extras as check_extras  # the same vocabulary check
-from vision2seq.tasks.common import Built, Restored, apply_overrides
+from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
 
 NAME = "video_captioning"
 COMMAND = "vision2seq caption"
@@ -91,11 +91,17 @@ def build_model(
     return VideoCaptionModel(encoder, temporal, decoder, vocab.bos_id, vocab.eos_id)
 
 
-def build(config: VideoCaptioningConfig, device: torch.device, dist: DistContext = SINGLE) -> Built:
+def build(
+    config: VideoCaptioningConfig,
+    device: torch.device,
+    dist: DistContext = SINGLE,
+    init: Mapping[str, Any] | None = None,
+) -> Built:
     """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
     from vision2seq.data.video_caption_loaders import build_video_caption_data
 
-    encoder = build_encoder(config)
+    # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
+    encoder = start_encoder(build_encoder(config, load_weights=not init), init)
     data = build_video_caption_data(config, encoder, device, dist)
     seed_everything(config.seed + 1)  # model init independent of whether the cache already existed
     model = build_model(config, data.vocab, encoder=encoder)

@@ -16,7 +16,7 @@ from vision2seq.evaluation.accuracy import ClassificationEvaluator
 from vision2seq.models.clip_classifier import ClipClassifier, VideoModel
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.normalization import DEFAULT_MAX_ITEMS, FeatureNorm, fit_feature_norm
-from vision2seq.tasks.common import Built, Restored, apply_overrides
+from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
 
 NAME = "video_classification"
 COMMAND = "vision2seq classify"
@@ -149,11 +149,17 @@ class VideoClassificationTask:
         return {EXTRAS: list(self.class_names)}
 
 
-def build(config: VideoConfig, device: torch.device, dist: DistContext = SINGLE) -> Built:
+def build(
+    config: VideoConfig,
+    device: torch.device,
+    dist: DistContext = SINGLE,
+    init: Mapping[str, Any] | None = None,
+) -> Built:
     """The task, model and loaders of a training run (class names from the dataset's layout)."""
     from vision2seq.data.video_loaders import build_video_data
 
-    encoder = build_encoder(config)
+    # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
+    encoder = start_encoder(build_encoder(config, load_weights=not init), init)
     data = build_video_data(config, encoder, device, dist)
     seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
     model = build_model(config, len(data.class_names), encoder=encoder)

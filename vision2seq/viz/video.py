@@ -27,7 +27,10 @@ def save_confusion_matrix(metrics: Mapping[str, Any], stem: str | Path) -> list[
     write_confusion_csv(written[0], names, matrix)
     if has_matplotlib():
         fig, _ = plot_confusion_matrix(matrix, names)
-        fig.savefig(stem.with_suffix(".png"), dpi=120, bbox_inches="tight")
+        from vision2seq.files import atomic_write
+
+        with atomic_write(stem.with_suffix(".png"), "wb", "write confusion matrix plot") as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
         written.append(stem.with_suffix(".png"))
         import matplotlib.pyplot as plt
 
