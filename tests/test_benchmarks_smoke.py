@@ -36,6 +36,20 @@ EXPECTED = {
     "cuda_bf16_train_step_speedup",
     "video_caption_end_to_end_fraction",
     "video_caption_train_cache_speedup",
+    "gemm_peak_gflops",
+    *(
+        f"peak_fraction_{w}"
+        for w in (
+            "encoder_forward",
+            "encoder_train_step",
+            "decoder_train_step_show_tell",
+            "decoder_train_step_attention",
+            "beam_search_show_tell",
+            "beam_search_attention",
+            "greedy_show_tell",
+            "greedy_attention",
+        )
+    ),
 }
 CUDA_ONLY = {"cuda_bf16_encoder_speedup", "cuda_bf16_train_step_speedup"}
 
