@@ -181,7 +181,7 @@ def run(ctx: Context) -> list[Figure]:
                 Figure(
                     key=f"peak_fraction_{name}",
                     title=f"{name}: achieved GFLOP/s / fp32 matmul peak",
-                    value=round(achieved / peak, 3),
+                    value=float(f"{achieved / peak:.3g}"),  # 3 significant digits (tiny in --quick)
                     target=None,
                     unit="",
                     baseline=f"gemm_peak_gflops ({peak:.1f} GFLOP/s, {threads} thread(s))",
