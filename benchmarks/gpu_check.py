@@ -139,7 +139,7 @@ def _ddp_worker(rank: int, world: int, port: int, device_kind: str, s: Sizes, ou
             step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        seconds = dist_ctx.mean(time.perf_counter() - start)  # the slowest rank sets the pace; mean is close
+        seconds = max(dist_ctx.all_gather_object(time.perf_counter() - start))  # the slowest rank's
         if dist_ctx.is_main:
             Path(out).write_text(json.dumps({"seconds": seconds, "device": str(device)}))
     finally:
@@ -151,6 +151,8 @@ def measure_ddp(ctx: Context, s: Sizes, device_kind: str, world: int) -> dict[st
     import torch.multiprocessing as mp
 
     backend = "nccl" if device_kind == "cuda" else "gloo"
+    if device_kind == "cuda":
+        torch.cuda.empty_cache()  # the amp part's cached blocks on GPU 0 would crowd rank 0
     runs: dict[str, Any] = {}
     for n in sorted({1, world}):
         out = ctx.workdir / f"ddp_{n}.json"
