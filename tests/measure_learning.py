@@ -66,7 +66,15 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
 def relation_scores(captions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
     """Relation accuracy (of the captions that state one, on two-object images) and how many state one."""
     accuracy, stated = relation_accuracy(captions, references)
-    return {"relation": round(accuracy, 4), "relations_stated": stated} if stated else {}
+    where, same = relation_accuracy(captions, references, same_objects=True)
+    if not stated:
+        return {}
+    return {
+        "relation": round(accuracy, 4),
+        "relations_stated": stated,
+        "relation_same_objects": round(where, 4),
+        "relations_same_objects": same,
+    }
 
 
 def colour_accuracy(captions: dict[str, str], references: dict[str, list[str]]) -> float:

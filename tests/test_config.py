@@ -6,7 +6,18 @@ from pathlib import Path
 import pytest
 from tiny_models import assert_one_error, run_cli
 
-from vision2seq.config import RANGES, SCHEMAS, CaptioningConfig, ConfigError, VideoConfig, load_config
+from vision2seq.config import (
+    SCHEMAS,
+    CaptioningConfig,
+    ClipFramesConfig,
+    ConfigError,
+    VideoConfig,
+    check_consistency,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
+from vision2seq.config_loading import Range, bare
 from vision2seq.yamlfiles import MAX_YAML_BYTES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -170,23 +181,25 @@ def test_out_of_range_video_values(override, message):
 
 
 def _numeric_fields(cls: type, prefix: str = ""):
-    """(dotted key, schema class, field name, type) of every int/float field under ``cls``."""
-    hints = typing.get_type_hints(cls)
+    """(dotted key, schema class, field name, annotation, number type, is a list) of every int/float
+    field under ``cls``."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp = bare(hints[f.name])
         if dataclasses.is_dataclass(tp):
             yield from _numeric_fields(tp, f"{prefix}{f.name}.")
             continue
-        base = {a for a in typing.get_args(tp) if a is not type(None)} or {tp}
-        if base & {int, float}:
-            yield prefix + f.name, cls, f.name, next(iter(base & {int, float})), typing.get_origin(tp) is list
+        is_list = typing.get_origin(tp) is list
+        annotation = typing.get_args(tp)[0] if is_list else hints[f.name]
+        if bare(annotation) in (int, float):
+            yield prefix + f.name, cls, f.name, annotation, bare(annotation), is_list
 
 
 @pytest.mark.parametrize("task", sorted(SCHEMAS))
 def test_every_numeric_key_has_a_range_that_is_enforced(task):
-    for key, cls, name, tp, is_list in _numeric_fields(SCHEMAS[task]):
-        bounds = RANGES.get(cls, {}).get(name)
-        assert bounds is not None, f"{key} has no range in config.RANGES"
+    for key, cls, name, annotation, tp, is_list in _numeric_fields(SCHEMAS[task]):
+        bounds = Range.of(annotation)
+        assert bounds is not None, f"{key} has no range (an Annotated Field(ge=...) alias) in its annotation"
         step = 1 if tp is int else 0.5
         outside = [] if bounds.low is None else [bounds.low if bounds.low_open else bounds.low - step]
         outside += [] if bounds.high is None else [bounds.high if bounds.high_open else bounds.high + step]
@@ -228,3 +241,49 @@ def test_scst_settings_that_cannot_work_are_refused():
         load_config(None, ["task=video_classification", "train.objective=scst"])
     config = load_config(None, ["train.objective=scst", "train.scst_baseline=mean", "train.scst_samples=2"])
     assert (config.train.objective, config.train.scst_samples) == ("scst", 2)
+
+
+def test_an_error_in_a_file_names_the_line_of_its_key(tmp_path):
+    path = tmp_path / "lines.yaml"
+    path.write_text("task: captioning\ntrain:\n  lr: 0.1\n  epochs: 0\nmodel:\n  encoder: {outptu: grid}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:6: unknown key 'model.encoder.outptu' (valid")):
+        load_config(path)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:4: key 'train.epochs' must be >= 1, got 0")):
+        load_config(path, ["model.encoder={name: resnet18}"])
+    # a value given on the command line is not on the file's line
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: key 'train.epochs' must be >= 1, got -1")):
+        load_config(path, ["model.encoder={}", "train.epochs=-1"])
+
+
+def test_unknown_keys_list_the_valid_ones_and_come_first():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["train.epochs=0", "train.epochz=3"])
+    assert "unknown key 'train.epochz' (valid keys here: amp, batch_size, " in str(caught.value)
+    assert "epochs, grad_clip" in str(caught.value)
+
+
+def test_numbers_are_not_flags_and_yaml_strings_of_numbers_are_floats():
+    with pytest.raises(ConfigError, match=r"key 'train\.epochs' must be int, got True"):
+        load_config(None, ["train.epochs=true"])
+    with pytest.raises(ConfigError, match=r"key 'train\.lr' must be float, got True"):
+        load_config(None, ["train.lr=true"])
+    config = load_config(None, ["train.lr=1e-4", "model.encoder.trainable_from=6"])
+    assert config.train.lr == 1e-4 and config.model.encoder.trainable_from == "6"
+
+
+def test_stored_configs_are_not_judged_by_the_cross_field_rules():
+    """A checkpoint's config loads even when a rule written after it refuses its settings."""
+    raw = config_to_dict(load_config(None, ["model.decoder.kind=attention", "model.encoder.output=grid"]))
+    raw["model"]["encoder"]["output"] = "pooled"
+    assert config_from_dict(raw).model.encoder.output == "pooled"
+    with pytest.raises(ConfigError, match=r"needs model\.encoder\.output 'grid'"):
+        check_consistency(config_from_dict(raw))
+
+
+def test_both_video_tasks_share_the_frame_keys():
+    shared = {f.name for f in dataclasses.fields(ClipFramesConfig)}
+    assert {"num_frames", "sampling", "frame_stride", "cache_frames", "cache_dir"} <= shared
+    for task in ("video_classification", "video_captioning"):
+        config = load_config(None, [f"task={task}", "data.num_frames=4", "data.sampling=dense"])
+        assert isinstance(config.data, ClipFramesConfig)
+        assert (config.data.num_frames, config.data.sampling) == (4, "dense")

@@ -48,8 +48,12 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def parse_yaml(text: str) -> Any:
-    """Parse YAML text into plain data (``yaml.safe_load`` rules).
+KeyLines = dict[tuple[str, ...], int]
+"""Line (from 1) of each string key of nested mappings, by its path: ``{("train", "epochs"): 3}``."""
+
+
+def parse_yaml(text: str, lines: KeyLines | None = None) -> Any:
+    """Parse YAML text into plain data (``yaml.safe_load`` rules), filling ``lines`` when given.
 
     Raises:
         YamlRefused: a key written twice in one mapping (the message gives both lines), more than
@@ -59,7 +63,10 @@ def parse_yaml(text: str) -> Any:
     """
     loader = _StrictLoader(text)
     try:
-        value = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and lines is not None:
+            _key_lines(node, lines)
+        value = None if node is None else loader.construct_document(node)
         count_values(value)
     except RecursionError:  # e.g. [[[[...]]]] thousands deep: PyYAML's composer recurses per level
         raise YamlRefused("nested too deeply for a config") from None
@@ -68,8 +75,8 @@ def parse_yaml(text: str) -> Any:
     return value
 
 
-def read_yaml(path: Path) -> Any:
-    """Read and parse a YAML file of at most ``MAX_YAML_BYTES``.
+def read_yaml(path: Path, lines: KeyLines | None = None) -> Any:
+    """Read and parse a YAML file of at most ``MAX_YAML_BYTES`` (``lines``: as for ``parse_yaml``).
 
     Raises:
         YamlRefused: the file is larger, or ``parse_yaml`` refused it.
@@ -79,7 +86,23 @@ def read_yaml(path: Path) -> Any:
         data = f.read(MAX_YAML_BYTES + 1)
     if len(data) > MAX_YAML_BYTES:
         raise YamlRefused(f"larger than {MAX_YAML_BYTES:,} bytes, not a config file")
-    return parse_yaml(data.decode("utf-8"))
+    return parse_yaml(data.decode("utf-8"), lines)
+
+
+def _key_lines(root: yaml.Node, lines: KeyLines, max_depth: int = 8) -> None:
+    """Record the line of each string key of nested mappings under ``root``; a mapping reached again
+    through an alias keeps its first path (so an alias bomb costs one visit per distinct node)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if not isinstance(node, yaml.MappingNode) or id(node) in seen or len(path) >= max_depth:
+            continue
+        seen.add(id(node))
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str":
+                lines.setdefault((*path, key_node.value), key_node.start_mark.line + 1)
+                stack.append((value_node, (*path, key_node.value)))
 
 
 def count_values(value: Any, limit: int = MAX_YAML_VALUES) -> int:
