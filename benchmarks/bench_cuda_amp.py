@@ -56,8 +56,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(ctx: Context, device: torch.device, s: Sizes) -> list[Figure]:
-    """Both figures on ``device`` (runs on the CPU too, with CPU autocast, for checking the code)."""
+def measure(
+    ctx: Context, device: torch.device, s: Sizes, amp_dtype: torch.dtype | None = torch.bfloat16
+) -> list[Figure]:
+    """Both figures on ``device`` (runs on the CPU too, with CPU autocast, for checking the code).
+
+    ``amp_dtype`` None leaves the candidate in fp32 (channels_last only), for CPUs without bf16.
+    """
     from vision2seq.config import CaptioningConfig
     from vision2seq.data.vocab import SPECIALS, Vocabulary
     from vision2seq.engine import autocast
@@ -65,9 +70,11 @@ def measure(ctx: Context, device: torch.device, s: Sizes) -> list[Figure]:
     from vision2seq.tasks.captioning import CaptioningTask, build_model
 
     def amp():
+        if amp_dtype is None:
+            return nullcontext()
         if device.type == "cuda":
             return autocast(device, "bf16")  # the engine's own context (a no-op off CUDA)
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=amp_dtype)
 
     torch.manual_seed(0)
     fp32 = ImageEncoder(s.encoder, None, "pooled", image_size=s.image_size).to(device).eval()

@@ -3,6 +3,8 @@
     python benchmarks/run.py                 # full suite (a few minutes on a 2-core CPU)
     python benchmarks/run.py --quick         # tiny sizes: checks that everything runs (seconds)
     python -m benchmarks --only beam_search memory --output benchmarks/results-beam.json
+    python benchmarks/run.py --gpu           # the GPU check (CUDA): bf16, DDP on every GPU, end to end
+    python benchmarks/run.py --gpu --quick   # the same code on the CPU at tiny sizes (gloo, fp32)
 
 Each figure is a ratio of two measurements taken in this run; see README.md for what each measures.
 The exit status is 0 when every benchmark ran (targets missed or not: these are measurements, not
@@ -30,6 +32,7 @@ from benchmarks import (
     bench_caption_cli,
     bench_cuda_amp,
     bench_memory,
+    bench_roofline,
     bench_trained_encoder,
     bench_training_cache,
     bench_video_captioning,
@@ -46,6 +49,7 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "memory": bench_memory.run,
     "cuda_amp": bench_cuda_amp.run,
     "video_captioning": bench_video_captioning.run,
+    "roofline": bench_roofline.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 
@@ -118,6 +122,24 @@ def run_suite(names: Sequence[str], quick: bool, workdir: Path) -> dict:
     }
 
 
+def _gpu_main(args: argparse.Namespace) -> int:
+    """``--gpu``: one JSON of the GPU check; 2 without CUDA (unless quick), 1 when a part failed."""
+    from benchmarks import gpu_check
+
+    output = gpu_check.DEFAULT_OUTPUT if args.output == DEFAULT_OUTPUT else args.output
+    with tempfile.TemporaryDirectory(prefix="vision2seq-gpu-") as tmp:
+        try:
+            result = gpu_check.run_gpu_check(args.quick, args.workdir or Path(tmp))
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(gpu_check.summary(result))
+    print(f"\nwrote {output}")
+    return 1 if result["errors"] else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke run")
@@ -132,7 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file to write")
     parser.add_argument("--workdir", type=Path, help="keep generated data here (default: a temporary folder)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="run the GPU check instead (benchmarks/gpu_check.py; writes benchmarks/gpu-results.json)",
+    )
     args = parser.parse_args(argv)
+    if args.gpu:
+        return _gpu_main(args)
 
     with tempfile.TemporaryDirectory(prefix="vision2seq-bench-") as tmp:
         workdir = args.workdir or Path(tmp)

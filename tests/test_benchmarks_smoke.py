@@ -36,6 +36,20 @@ EXPECTED = {
     "cuda_bf16_train_step_speedup",
     "video_caption_end_to_end_fraction",
     "video_caption_train_cache_speedup",
+    "gemm_peak_gflops",
+    *(
+        f"peak_fraction_{w}"
+        for w in (
+            "encoder_forward",
+            "encoder_train_step",
+            "decoder_train_step_show_tell",
+            "decoder_train_step_attention",
+            "beam_search_show_tell",
+            "beam_search_attention",
+            "greedy_show_tell",
+            "greedy_attention",
+        )
+    ),
 }
 CUDA_ONLY = {"cuda_bf16_encoder_speedup", "cuda_bf16_train_step_speedup"}
 
@@ -78,3 +92,35 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     # The printed table names every figure.
     for key in EXPECTED:
         assert key in done.stdout
+
+
+def _run_gpu_check(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "benchmarks/run.py", "--gpu", *extra, "--workdir", str(tmp_path / "w")]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_gpu_check_quick_runs_every_part(tmp_path: Path) -> None:
+    """`--gpu --quick` runs the GPU check's code (on the CPU with gloo here) and writes one JSON."""
+    output = tmp_path / "gpu.json"
+    done = _run_gpu_check(tmp_path, "--quick", "--output", str(output))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["quick"] is True and result["errors"] == {}
+    amp = {f["key"]: f for f in result["amp"]}
+    assert set(amp) == CUDA_ONLY
+    assert all(math.isfinite(f["value"]) and f["value"] > 0 for f in amp.values())
+    ddp = result["ddp"]
+    assert ddp["backend"] == ("nccl" if torch.cuda.is_available() else "gloo")
+    assert set(ddp["runs"]) == {"1", "2"} if not torch.cuda.is_available() else "1" in ddp["runs"]
+    assert all(run["samples_per_s"] > 0 for run in ddp["runs"].values())
+    assert result["caption"]["end_to_end_images_per_s"] > 0 and result["caption"]["end_to_end_fraction"] > 0
+    assert result["classify"]["end_to_end_clips_per_s"] > 0
+    assert "DDP" in done.stdout and "caption" in done.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without CUDA")
+def test_gpu_check_without_cuda_says_why(tmp_path: Path) -> None:
+    done = _run_gpu_check(tmp_path, "--output", str(tmp_path / "gpu.json"))
+    assert done.returncode == 2
+    assert "no CUDA device" in done.stderr and "--quick" in done.stderr
+    assert not (tmp_path / "gpu.json").exists()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from vision2seq.config import GenerationConfig
 from vision2seq.models.captioner import (
+    AttentionDecoder,
     CaptionDecoder,
     DecoderState,
     as_grid,
@@ -326,3 +327,93 @@ def test_overfits_three_images(kind: str) -> None:
     assert beam_search(decoder, features, BOS, EOS, beam_size=3, max_len=10).tokens == targets
     assert decoder.training
     assert math.isfinite(loss.item())
+
+
+class PerStepAttention(AttentionDecoder):
+    """Show, Attend and Tell written step by step the straightforward way (``nn.LSTMCell`` on the
+    concatenated ``[word; beta * context]``, separate ``decoder_att`` and ``f_beta``): the reference the
+    regrouped products of ``AttentionDecoder`` (word gates before the loop, one query product) must match.
+    Same parameters, so it loads the optimised decoder's state dict strictly."""
+
+    def init_state(self, features: torch.Tensor) -> DecoderState:
+        memory = as_grid(features)
+        mean = memory.mean(dim=1)
+        if self.positions is not None:
+            memory = self.positions(memory)
+        shape = (memory.size(0), self.num_layers, self.hidden_dim)
+        return DecoderState(
+            h=self.init_h(mean).view(shape),
+            c=self.init_c(mean).view(shape),
+            memory=memory,
+            memory_proj=self.encoder_att(memory),
+        )
+
+    def reference_step(self, words: torch.Tensor, state: DecoderState):
+        assert state.memory is not None and state.memory_proj is not None
+        query = state.h[:, -1]
+        batch, positions, dim = state.memory.shape
+        q = self.decoder_att(query).view(batch, -1, 1, self.attention_dim)
+        energy = self.full_att(torch.tanh(state.memory_proj.unsqueeze(1) + q)).squeeze(-1)
+        alpha = F.softmax(energy, dim=-1)
+        context = torch.bmm(alpha, state.memory).view(-1, dim)
+        x = torch.cat([words, torch.sigmoid(self.f_beta(query)) * context], dim=-1)
+        hs, cs = [], []
+        for layer, cell in enumerate(self.cells):
+            h, c = cell(x, (state.h[:, layer], state.c[:, layer]))
+            hs.append(h)
+            cs.append(c)
+            x = self.dropout(h)
+        state = replace(state, h=torch.stack(hs, dim=1), c=torch.stack(cs, dim=1))
+        return x, state, alpha.view(-1, positions)
+
+    def forward(self, features: torch.Tensor, captions: torch.Tensor):
+        state = self.init_state(features)
+        words = self.embed(captions[:, :-1])
+        outputs, alphas = [], []
+        for t in range(words.size(1)):
+            x, state, alpha = self.reference_step(words[:, t], state)
+            outputs.append(x)
+            alphas.append(alpha)
+        return self.fc(torch.stack(outputs, dim=1)), torch.stack(alphas, dim=1)
+
+    def step(self, tokens: torch.Tensor, state: DecoderState):
+        x, state, alpha = self.reference_step(self.embed(tokens), state)
+        return F.log_softmax(self.fc(x), dim=-1), state, alpha
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_attention_decoder_matches_per_step_reference(num_layers: int) -> None:
+    """Teacher forcing (logits, attention, gradients) and greedy/beam decoding of the optimised attention
+    decoder equal the per-step reference's, and its state dict loads into the reference unchanged."""
+    torch.manual_seed(0)
+    kwargs = dict(embed_dim=8, hidden_dim=16, attention_dim=6, num_layers=num_layers, dropout=0.0)
+    fast = build_decoder("attention", FEATURE_DIM, VOCAB, positions=True, **kwargs)
+    reference = PerStepAttention(FEATURE_DIM, VOCAB, positions=True, **kwargs)
+    reference.load_state_dict(fast.state_dict(), strict=True)  # same keys: old checkpoints still load
+    features = torch.randn(3, 9, FEATURE_DIM)
+    captions = torch.randint(3, VOCAB, (3, 7))
+    captions[:, 0] = BOS
+
+    # Features that require a gradient (a trained encoder) get the same one through both decoders.
+    fast_in, ref_in = features.clone().requires_grad_(), features.clone().requires_grad_()
+    out = fast(fast_in, captions)
+    ref_logits, ref_alphas = reference(ref_in, captions)
+    torch.testing.assert_close(out.logits, ref_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.alphas, ref_alphas, rtol=1e-5, atol=1e-6)
+    (out.logits.square().mean() + out.alphas[:, :, 0].sum()).backward()
+    (ref_logits.square().mean() + ref_alphas[:, :, 0].sum()).backward()
+    torch.testing.assert_close(fast_in.grad, ref_in.grad, rtol=1e-4, atol=1e-6)
+    ref_grads = dict(reference.named_parameters())
+    for name, param in fast.named_parameters():
+        torch.testing.assert_close(param.grad, ref_grads[name].grad, rtol=1e-4, atol=1e-6, msg=name)
+
+    for search in (
+        lambda d: greedy(d, features, BOS, EOS, max_len=8, return_attention=True),
+        lambda d: beam_search(d, features, BOS, EOS, beam_size=3, max_len=8, return_attention=True),
+    ):
+        got, want = search(fast), search(reference)
+        assert got.tokens == want.tokens
+        assert got.scores == pytest.approx(want.scores, abs=1e-5)
+        assert got.attention is not None and want.attention is not None
+        for a, b in zip(got.attention, want.attention, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

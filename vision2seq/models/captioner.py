@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -59,12 +59,15 @@ class DecoderState:
         c: Cell state, same shape as ``h``.
         memory: Image grid the attention reads, ``(B, N, D)``; None for decoders without attention.
         memory_proj: ``memory`` already projected into the attention space, ``(B, N, A)``.
+        weights: The decoder's step weights regrouped once per sequence (``AttentionDecoder``'s
+            ``StepWeights``); None for decoders without them.
     """
 
     h: Tensor
     c: Tensor
     memory: Tensor | None = None
     memory_proj: Tensor | None = None
+    weights: Any = None
 
 
 def as_grid(features: Tensor) -> Tensor:
@@ -309,6 +312,113 @@ def attention_regularization(alphas: Tensor, mask: Tensor | None = None) -> Tens
     return (((1.0 - total) ** 2).sum(dim=1) / words).mean()
 
 
+class StepWeights(NamedTuple):
+    """``AttentionDecoder``'s per-step weights regrouped by what they multiply, built once per sequence.
+
+    The parameters stay the modules' own (``decoder_att``, ``f_beta``, ``cells[0]``), so state-dict keys
+    and checkpoints are unchanged; these are views and concatenations through which gradients flow.
+
+    Attributes:
+        word: The first cell's input weights for the word embedding ``(4H, E)``: the word half of its
+            gates does not depend on the previous step, so teacher forcing applies it to every time step
+            in one matrix product before the loop.
+        word_bias: The first cell's two biases, summed, when they are not in ``query_bias``; else None.
+        context: The first cell's input weights for the gated context ``(4H, D)``.
+        query: ``decoder_att``, ``f_beta`` and (one layer) the first cell's hidden weights stacked
+            ``(A + D [+ 4H], H)``: all read the previous hidden state, so one matrix product serves them.
+        query_bias: Their biases, stacked the same way.
+    """
+
+    word: Tensor
+    word_bias: Tensor | None
+    context: Tensor
+    query: Tensor
+    query_bias: Tensor
+
+
+class _StepProduct(torch.autograd.Function):
+    """``x @ weight.t()`` at one time step of teacher forcing, with the weight's gradient deferred.
+
+    Plain autograd forms ``grad_y.t() @ x`` at every step: for 32-row steps, a thin product written over
+    the whole weight and then added into the running sum (memory traffic, not arithmetic; the
+    per-time-step ``add_`` of the profile). Here each step's backward records ``(grad_y, x)`` and the first
+    step's backward returns the gradient of all steps as one product. Autograd runs the first step's
+    backward last: its output feeds every later step, so its gradient needs all of theirs first.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, record: list, first: bool) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.record, ctx.first = record, first
+        return x @ weight.t()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            ctx.record.append((grad, x))
+            if ctx.first:
+                grads, inputs = zip(*ctx.record, strict=True)
+                ctx.record.clear()
+                grad_weight = torch.cat(grads).t() @ torch.cat(inputs)  # (out, in): every step at once
+        return grad_x, grad_weight, None, None
+
+
+class _StepRead(torch.autograd.Function):
+    """``torch.bmm(alpha, memory)`` at one time step, with the memory's gradient deferred the same way
+    (``_StepProduct``): a per-step ``(B, N, D)`` gradient would otherwise be written and summed at every
+    step whenever the memory is trained (the grid positions' projection, or a trained encoder)."""
+
+    @staticmethod
+    def forward(ctx, alpha: Tensor, memory: Tensor, record: list, first: bool) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(alpha, memory)
+        ctx.record, ctx.first = record, first
+        return torch.bmm(alpha, memory)  # (B, G, D)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        alpha, memory = ctx.saved_tensors
+        grad_alpha = torch.bmm(grad, memory.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        grad_memory = None
+        if ctx.needs_input_grad[1]:
+            ctx.record.append((alpha, grad))
+            if ctx.first:
+                alphas, grads = zip(*ctx.record, strict=True)
+                ctx.record.clear()
+                # (B, N, T*G) @ (B, T*G, D): every step at once
+                grad_memory = torch.bmm(torch.cat(alphas, dim=1).transpose(1, 2), torch.cat(grads, dim=1))
+        return grad_alpha, grad_memory, None, None
+
+
+class _Sequence:
+    """The recurrent products of one teacher-forced sequence whose weight (or memory) gradients are
+    deferred to one product after the last step's backward (``_StepProduct``, ``_StepRead``)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list] = {"query": [], "context": [], "read": []}
+        self.started: set[str] = set()
+
+    def _first(self, name: str) -> bool:
+        first = name not in self.started
+        self.started.add(name)
+        return first
+
+    def _product(self, name: str, x: Tensor, weight: Tensor) -> Tensor:
+        return _StepProduct.apply(x, weight, self.records[name], self._first(name))
+
+    def read(self, alpha: Tensor, memory: Tensor) -> Tensor:
+        """``torch.bmm(alpha, memory)`` (attention's context) with the memory's gradient deferred."""
+        return _StepRead.apply(alpha, memory, self.records["read"], self._first("read"))
+
+    def query(self, h: Tensor, weight: Tensor) -> Tensor:
+        return self._product("query", h, weight)
+
+    def context(self, gated: Tensor, weight: Tensor) -> Tensor:
+        return self._product("context", gated, weight)
+
+
 class AttentionDecoder(CaptionDecoder):
     """Show, Attend and Tell (Xu et al., 2015) with soft, additive attention over the grid positions.
 
@@ -380,6 +490,26 @@ class AttentionDecoder(CaptionDecoder):
             memory=memory,
             # The grid's half of the attention score is the same at every step: project it once.
             memory_proj=self.encoder_att(memory),  # (B, N, A)
+            weights=self.step_weights(),
+        )
+
+    def step_weights(self) -> StepWeights:
+        """The step's weights regrouped for fewer, larger matrix products (see ``StepWeights``)."""
+        first = self.cells[0]
+        embed_dim = self.embed.embedding_dim
+        word, context = first.weight_ih.split([embed_dim, first.input_size - embed_dim], dim=1)
+        cell_bias = first.bias_ih + first.bias_hh  # (4H,)
+        query = [self.decoder_att.weight, self.f_beta.weight]
+        query_bias = [self.decoder_att.bias, self.f_beta.bias]
+        if self.num_layers == 1:  # the attention query is the first (only) cell's hidden state
+            query.append(first.weight_hh)
+            query_bias.append(cell_bias)
+        return StepWeights(
+            word=word,
+            word_bias=None if self.num_layers == 1 else cell_bias,
+            context=context,
+            query=torch.cat(query),
+            query_bias=torch.cat(query_bias),
         )
 
     def attend(self, query: Tensor, memory: Tensor, memory_proj: Tensor) -> tuple[Tensor, Tensor]:
@@ -388,32 +518,76 @@ class AttentionDecoder(CaptionDecoder):
         Returns:
             The context vectors ``(B * G, D)`` and the attention weights ``(B * G, N)``.
         """
+        return self.attend_projected(self.decoder_att(query), memory, memory_proj)
+
+    def attend_projected(
+        self, q: Tensor, memory: Tensor, memory_proj: Tensor, sequence: _Sequence | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``attend`` with the queries already projected into the attention space ``(B * G, A)``."""
         batch, positions, feature_dim = memory.shape
-        q = self.decoder_att(query).view(batch, -1, 1, self.attention_dim)  # (B, G, 1, A)
+        q = q.reshape(batch, -1, 1, self.attention_dim)  # (B, G, 1, A)
         energy = self.full_att(torch.tanh(memory_proj.unsqueeze(1) + q)).squeeze(-1)  # (B, G, N)
         alpha = F.softmax(energy, dim=-1)  # (B, G, N)
-        context = torch.bmm(alpha, memory)  # (B, G, D)
+        context = torch.bmm(alpha, memory) if sequence is None else sequence.read(alpha, memory)  # (B, G, D)
         return context.view(-1, feature_dim), alpha.view(-1, positions)
 
-    def recurrent_step(self, words: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor]:
-        """Attention + LSTM for embedded words ``(B * G, E)``; returns the output layer's input
-        ``(B * G, H)`` (after dropout), the new state and the attention weights."""
+    def word_gates(self, words: Tensor, weights: StepWeights) -> Tensor:
+        """The word half of the first cell's gates for embedded words ``(..., E)`` -> ``(..., 4H)``."""
+        return F.linear(words, weights.word, weights.word_bias)
+
+    def recurrent_step(self, word_gates: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor]:
+        """Attention + LSTM given the word half of the first cell's gates ``(B * G, 4H)`` (``word_gates``);
+        returns the output layer's input ``(B * G, H)`` (after dropout), the new state and the attention
+        weights.
+
+        The same arithmetic as ``nn.LSTMCell`` on ``[word; beta * context]``, regrouped: one product of
+        the previous hidden state with ``decoder_att``, ``f_beta`` and the cell's hidden weights, one of
+        the gated context with the cell's context weights (the word's part comes precomputed).
+        """
+        return self._recurrent_step(word_gates, state, None)
+
+    def _recurrent_step(
+        self, word_gates: Tensor, state: DecoderState, sequence: _Sequence | None
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """``recurrent_step``; with ``sequence`` (teacher forcing) the two large products defer their
+        weight gradients to one product over all steps (``_StepProduct``)."""
         assert state.memory is not None and state.memory_proj is not None
-        query = state.h[:, -1]  # (B*G, H) top layer's previous hidden state
-        context, alpha = self.attend(query, state.memory, state.memory_proj)  # (B*G, D), (B*G, N)
-        gate = torch.sigmoid(self.f_beta(query))  # (B*G, D)
-        x = torch.cat([words, gate * context], dim=-1)  # (B*G, E + D)
-        hs, cs = [], []
-        for layer, cell in enumerate(self.cells):
-            h, c = cell(x, (state.h[:, layer], state.c[:, layer]))  # (B*G, H) each
+        w: StepWeights = state.weights if state.weights is not None else self.step_weights()
+        att, dim = self.attention_dim, state.memory.size(-1)
+        if sequence is None:
+            query = F.linear(state.h[:, -1], w.query, w.query_bias)  # (B*G, A + D [+ 4H]) from the top layer
+        else:
+            query = sequence.query(state.h[:, -1], w.query) + w.query_bias
+        context, alpha = self.attend_projected(
+            query[:, :att], state.memory, state.memory_proj, sequence
+        )  # (B*G, D), (B*G, N)
+        gated = torch.sigmoid(query[:, att : att + dim]) * context  # (B*G, D)
+        if sequence is None:
+            gates = torch.addmm(word_gates, gated, w.context.t())  # (B*G, 4H)
+        else:
+            gates = word_gates + sequence.context(gated, w.context)
+        h0, c0 = state.h[:, 0], state.c[:, 0]
+        gates = (
+            gates + query[:, att + dim :]
+            if self.num_layers == 1
+            else torch.addmm(gates, h0, self.cells[0].weight_hh.t())
+        )
+        in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)  # nn.LSTMCell's order
+        c = torch.sigmoid(forget_gate) * c0 + torch.sigmoid(in_gate) * torch.tanh(cell_gate)  # (B*G, H)
+        h = torch.sigmoid(out_gate) * torch.tanh(c)
+        hs, cs = [h], [c]
+        x = self.dropout(h)  # input of the next layer, or of the output layer after the last one
+        for layer in range(1, self.num_layers):
+            h, c = self.cells[layer](x, (state.h[:, layer], state.c[:, layer]))  # (B*G, H) each
             hs.append(h)
             cs.append(c)
-            x = self.dropout(h)  # input of the next layer, or of the output layer after the last one
+            x = self.dropout(h)
         return x, replace(state, h=torch.stack(hs, dim=1), c=torch.stack(cs, dim=1)), alpha
 
     def decode_step(self, words: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor]:
         """One step from embedded words ``(B * G, E)``; returns logits ``(B * G, V)``, state, alpha."""
-        x, state, alpha = self.recurrent_step(words, state)
+        w = state.weights if state.weights is not None else self.step_weights()
+        x, state, alpha = self.recurrent_step(self.word_gates(words, w), state)
         return self.fc(x), state, alpha
 
     def forward(self, features: Tensor, captions: Tensor) -> DecoderOutput:
@@ -421,9 +595,12 @@ class AttentionDecoder(CaptionDecoder):
         _check_captions(captions)
         state = self.init_state(features)
         words = self.embed(captions[:, :-1])  # (B, L-1, E)
+        # The words are known in advance: their half of the first cell's gates is one product for all steps.
+        word_gates = self.word_gates(words, state.weights)  # (B, L-1, 4H)
+        sequence = _Sequence() if torch.is_grad_enabled() else None
         outputs, alphas = [], []
         for t in range(words.size(1)):
-            x, state, alpha = self.recurrent_step(words[:, t], state)
+            x, state, alpha = self._recurrent_step(word_gates[:, t], state, sequence)
             outputs.append(x)
             alphas.append(alpha)
         # One large output projection instead of one per step (the biggest matrix of the decoder).

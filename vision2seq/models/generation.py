@@ -297,11 +297,15 @@ def _beam_search(
             live_alpha = alpha.new_zeros(batch, k, 0, alpha.size(-1))
             pool_alpha = alpha.new_zeros(batch, k, max_len, alpha.size(-1))
 
-        # Rank every one-token extension of every live beam, per image.
-        cand_scores = (live_scores.unsqueeze(-1) + log_probs.view(batch, k, vocab)).view(batch, k * vocab)
-        cand_scores, cand_index = cand_scores.topk(min(2 * k, k * vocab), dim=1)  # (B, 2K), best first
-        cand_parent = cand_index // vocab  # (B, 2K) beam extended
-        cand_token = cand_index % vocab  # (B, 2K)
+        # Rank the one-token extensions of the live beams, per image. An image's best 2K extensions are
+        # among its beams' own best 2K tokens (a beam's score adds the same amount to all of its tokens),
+        # so each row is cut to its top 2K first: K * 2K candidates per image instead of K * V.
+        width = min(2 * k, vocab)
+        row_scores, row_tokens = log_probs.topk(width, dim=1)  # (B*K, W)
+        cand_scores = (live_scores.unsqueeze(-1) + row_scores.view(batch, k, width)).view(batch, k * width)
+        cand_scores, cand_index = cand_scores.topk(min(2 * k, k * width), dim=1)  # (B, 2K), best first
+        cand_parent = cand_index // width  # (B, 2K) beam extended
+        cand_token = row_tokens.view(batch, k * width).gather(1, cand_index)  # (B, 2K)
         ends = cand_token == eos_id
 
         # Extensions ending with <eos> among the first K join the pool (the tokens exclude <eos>).
