@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vision2seq.engine import evaluate
+from vision2seq.resources import ensure_threads
 from vision2seq.tasks import restore_checkpoint
 
 
@@ -18,6 +19,7 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict[str, Any]:
     """The task's metrics of the checkpoint at ``path`` on ``split`` (e.g. BLEU-4, CIDEr-D; top-1)."""
+    ensure_threads()  # the CLI's automatic thread count, unless the user chose one
     task_module, restored = restore_checkpoint(path, None, overrides, device)
     loader = task_module.eval_loader(restored.config, restored.model, split, restored.device)
     return evaluate(restored.task, restored.model, loader, restored.device, progress=progress)
