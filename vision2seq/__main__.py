@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate a small dataset, train a model on it, show what it does (nothing is downloaded)",
         description="Generate a small dataset, train a model on it (nothing is downloaded), then print "
         "sample outputs and its test scores against a baseline. --task captioning (default): 1,400 "
-        "images of coloured shapes and an attention captioner. --task video: 96 clips of a square "
+        "images of coloured shapes and an attention captioner. --task video: 144 clips of a square "
         "moving left, right, up or down and an LSTM clip classifier. --task video-captioning: 128 "
         "clips of a coloured square moving, captioned with its colour and direction.",
     )

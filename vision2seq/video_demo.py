@@ -25,6 +25,9 @@ from vision2seq.errors import escape
 
 CONFIGS = Path(__file__).parent / "configs"
 TASKS = {"video": "demo_video.yaml", "video-captioning": "demo_video_captioning.yaml"}
+# Groups (gXX) per class of the classification demo: 2 test groups, 10 to train and validate on. With 6
+# training groups test top-1 was 0.54-0.63 (the LSTM memorised the few clips), with 14 0.83.
+GROUPS = 12
 
 
 def video_demo_config_path(task: str) -> Path:
@@ -58,7 +61,7 @@ def run_video_demo(
     videos, lists = data / "UCF-101", data / "ucfTrainTestlist"
     if not (lists / "testlist01.txt").is_file():
         _say(f"generating moving-square clips (UCF101 layout) in {escape(str(data))} ...")
-        make_motion_videos(data, groups=8, clips_per_group=3, test_groups=(1, 2))
+        make_motion_videos(data, groups=GROUPS, clips_per_group=3, test_groups=(1, 2))
     run_dir = output_dir / "run"
     config = load_config(
         video_demo_config_path("video"),
@@ -157,7 +160,9 @@ def run_video_captioning_demo(
         for key, caption in zip(tests, captions, strict=True)
     )
     print("\nsample test clips (generated | first reference):")
-    for key, caption in list(zip(tests, captions, strict=True))[:: max(1, len(tests) // 8)][:8]:
+    # Clips are listed colour by colour, direction by direction: a step of 5 visits all of both.
+    for i in range(min(8, len(tests))):
+        key, caption = tests[5 * i % len(tests)], captions[5 * i % len(tests)]
         print(f"  {key + '.mp4':<26} {caption:<34} | {references[key][0]}")
     print(f"\n{'metric':<8} {'model':>7} {'most-common-caption baseline':>30}")
     for key in ("bleu_1", "bleu_4", "cider"):
