@@ -30,6 +30,7 @@ def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """As in a new process: torch at its default count, nothing chosen yet, no thread variables."""
     before = torch.get_num_threads()
     monkeypatch.setattr(resources, "_chosen", False)
+    monkeypatch.setattr(resources, "_command_line_chose", False)
     monkeypatch.setattr(resources, "_THREADS_AT_IMPORT", DEFAULT)
     monkeypatch.setattr(resources, "_physical_cores", lambda: DEFAULT)
     monkeypatch.setattr(resources, "auto_threads", lambda workers=0, cpus=None, load=None: AUTO)
@@ -94,3 +95,25 @@ def test_importing_vision2seq_does_not_import_torch():
     code = "import sys, vision2seq; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_training_from_python_chooses_and_honours_train_threads(fresh_process, tiny_captioner, tmp_path):
+    from vision2seq.config import load_config
+    from vision2seq.train import train
+
+    def run(name: str, *overrides: str) -> None:
+        out = f"output_dir={tmp_path / name}"
+        train(load_config(tiny_captioner.config, [out, "train.max_steps=1", *overrides]), progress=False)
+
+    run("auto")
+    assert torch.get_num_threads() == AUTO
+    run("config", "train.threads=4")  # a count in the config is explicit: it is set
+    assert torch.get_num_threads() == 4
+
+
+def test_the_command_lines_threads_beat_the_config_when_it_trains(fresh_process, monkeypatch):
+    from vision2seq.resources import configure_threads, threads_for_run
+
+    monkeypatch.setattr(resources, "_command_line_chose", False)
+    configure_threads(1, announce=False)  # `vision2seq train ... --threads 1`
+    assert threads_for_run(4) is None and torch.get_num_threads() == 1

@@ -415,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         **overrides(
             "changes to the demo's config (configs/demo.yaml, demo_video.yaml or "
-            "demo_video_captioning.yaml), e.g. train.epochs=5; data and output paths come from --output-dir"
+            "demo_video_captioning.yaml), e.g. model.temporal.hidden_dim=128; data and output paths "
+            "come from --output-dir"
         ),
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars or thread line")

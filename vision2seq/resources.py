@@ -8,9 +8,9 @@ than one thread (README, "Threads and loader workers"). The automatic choice the
 the current load) to everything else, and counts the decoding workers as busy cores.
 
 Every entry point makes the choice: the CLI through :func:`configure_threads`, the Python API (the
-inference classes, the ``vision2seq.synthetic`` helpers, the demos, ``evaluate_checkpoint``) through
-:func:`ensure_threads`, which leaves a thread count the user chose alone. :func:`set_threads` (also
-``vision2seq.set_threads``) is the public way to choose.
+inference classes, ``evaluate_checkpoint``, and ``train``, hence the ``vision2seq.synthetic`` helpers
+and the demos) through :func:`ensure_threads`, which leaves a thread count the user chose alone.
+:func:`set_threads` (also ``vision2seq.set_threads``) is the public way to choose.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "configure_threads",
     "ensure_threads",
     "set_threads",
+    "threads_for_run",
     "worker_count",
 ]
 
@@ -37,6 +38,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # torch's count when this module was first imported: a later different count was set by the user.
 _THREADS_AT_IMPORT = torch.get_num_threads()
 _chosen = False  # set_threads / configure_threads / ensure_threads has decided for this process
+_command_line_chose = False  # configure_threads ran: --threads (or the config) is already applied
 
 
 def available_cpus() -> int:
@@ -102,6 +104,8 @@ def configure_threads(requested: int | None, workers: int = 0, announce: bool = 
         threads = auto_threads(workers)
         why = f"auto: {available_cpus()} CPUs, load {_load():.1f}, {workers} loader workers"
     _set(threads)
+    global _command_line_chose
+    _command_line_chose = True
     if announce:
         print(f"vision2seq: {threads} torch thread{'s' * (threads != 1)} ({why})", file=sys.stderr)
     return threads
@@ -177,3 +181,21 @@ def ensure_threads(workers: int = 0) -> int | None:
     torch.set_num_threads(threads)
     _log.info("vision2seq: %d torch thread(s) (auto: %d CPUs, load %.1f)", threads, available_cpus(), _load())
     return threads
+
+
+def threads_for_run(requested: int | None, workers: int = 0) -> int | None:
+    """The thread choice of a training run started from Python (``vision2seq.train.train``).
+
+    A count in the config (``train.threads``) is set, unless the command line already applied one
+    (``--threads`` beats ``train.threads``); without one, :func:`ensure_threads` decides. Returns the
+    number set, or None when the count was left alone.
+
+    Args:
+        requested: ``train.threads`` of the run's config.
+        workers: the run's loader workers.
+    """
+    if _command_line_chose:
+        return None
+    if requested is not None:
+        return set_threads(requested)
+    return ensure_threads(workers)

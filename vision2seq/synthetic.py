@@ -308,10 +308,8 @@ def train_motion_classifier(
         The path of the best checkpoint.
     """
     from vision2seq.config import load_config
-    from vision2seq.resources import ensure_threads
     from vision2seq.train import train
 
-    ensure_threads()  # the CLI's automatic thread count, unless the user chose one
     root = Path(root)
     videos, annotations = make_motion_videos(
         root / "data", classes, groups, clips_per_group, test_groups, num_frames=num_frames, size=size
@@ -371,10 +369,8 @@ def train_shapes_captioner(
     """
     from vision2seq.config import load_config
     from vision2seq.demo import demo_config_path, make_shapes_dataset
-    from vision2seq.resources import ensure_threads
     from vision2seq.train import train
 
-    ensure_threads()
     root = Path(root)
     annotations = make_shapes_dataset(root / "data", n_train, n_val, n_test)
     config = load_config(
