@@ -72,3 +72,8 @@ def test_a_missing_package_says_which_to_install(monkeypatch):
 
 def test_a_working_installation_passes():
     assert environment.environment_problem() is None
+
+
+def test_score_captions_does_not_wait_for_torch():
+    assert set(environment.required_for("score-captions")) == {"yaml", "numpy"}
+    assert {"torch", "torchvision", "av"} <= set(environment.required_for("caption"))

@@ -442,9 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     # Before any work (and before importing the config reader, which needs pyyaml): a broken install
     # is one line saying what to reinstall, not a traceback from deep inside a command.
-    from vision2seq.environment import environment_problem
+    from vision2seq.environment import environment_problem, required_for
 
-    problem = environment_problem()
+    problem = environment_problem(required_for(args.command))
     if problem:
         print(f"vision2seq {args.command}: error: {escape(problem)}", file=sys.stderr)
         return EXIT_ENVIRONMENT

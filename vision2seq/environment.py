@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from importlib import metadata
 
-__all__ = ["REQUIRED", "describe_import_failure", "environment_problem"]
+__all__ = ["REQUIRED", "describe_import_failure", "environment_problem", "required_for"]
 
 #: Module -> the pip package that provides it, in import order (torch before what is built on it).
 REQUIRED: dict[str, str] = {
@@ -24,6 +24,9 @@ REQUIRED: dict[str, str] = {
     "torchvision": "torchvision",
     "av": "av",
 }
+
+# Commands that never run a model: importing torch would only slow them down (seconds).
+_LIGHT_COMMANDS: dict[str, tuple[str, ...]] = {"score-captions": ("yaml", "numpy")}
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 _PAIR = f"pip install --force-reinstall torch torchvision (without a GPU, add --index-url {CPU_INDEX})"
@@ -77,3 +80,9 @@ def environment_problem(modules: dict[str, str] | None = None) -> str | None:
         except Exception as exc:  # any import-time failure (RuntimeError, OSError, ...) is the install's
             return describe_import_failure(module, exc)
     return None
+
+
+def required_for(command: str) -> dict[str, str]:
+    """The modules (-> pip packages) the CLI command ``command`` needs before it starts."""
+    light = _LIGHT_COMMANDS.get(command)
+    return {m: REQUIRED[m] for m in light} if light else dict(REQUIRED)
