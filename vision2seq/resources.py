@@ -96,6 +96,7 @@ def configure_threads(requested: int | None, workers: int = 0, announce: bool = 
         workers: loader workers the command starts (see ``auto_threads``).
         announce: print the choice (off with ``--quiet``).
     """
+    global _command_line_chose
     if requested is not None:
         threads, why = requested, "--threads / train.threads"
     elif os.environ.get("OMP_NUM_THREADS"):
@@ -104,7 +105,6 @@ def configure_threads(requested: int | None, workers: int = 0, announce: bool = 
         threads = auto_threads(workers)
         why = f"auto: {available_cpus()} CPUs, load {_load():.1f}, {workers} loader workers"
     _set(threads)
-    global _command_line_chose
     _command_line_chose = True
     if announce:
         print(f"vision2seq: {threads} torch thread{'s' * (threads != 1)} ({why})", file=sys.stderr)
