@@ -246,7 +246,8 @@ def test_every_readme_code_block_runs_as_written(workspace, monkeypatch):
             continue
         for command in shell_commands(code):
             for placeholder, real in placeholders(ws).items():
-                command = command.replace(placeholder, real)
+                # Only where a path starts (`demo_video_run/data/UCF-101/...` is not `/data/UCF-101`).
+                command = re.sub(rf"(?<![\w.-]){re.escape(placeholder)}", real, command)
             words = shlex.split(command)
             if words[0] == "vision2seq":
                 run_vision2seq(words[1:], ws)
