@@ -247,7 +247,7 @@ def test_every_readme_code_block_runs_as_written(workspace, monkeypatch):
         for command in shell_commands(code):
             for placeholder, real in placeholders(ws).items():
                 # Only where a path starts (`demo_video_run/data/UCF-101/...` is not `/data/UCF-101`).
-                command = re.sub(rf"(?<![\w.-]){re.escape(placeholder)}", real, command)
+                command = re.sub(rf"(?<![\w.-]){re.escape(placeholder)}", lambda _, r=real: r, command)
             words = shlex.split(command)
             if words[0] == "vision2seq":
                 run_vision2seq(words[1:], ws)
