@@ -23,7 +23,7 @@ from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.models.captioner import CaptionModel
 from vision2seq.models.generation import with_settings
-from vision2seq.resources import worker_count
+from vision2seq.resources import ensure_threads, worker_count
 from vision2seq.tasks import captioning, restore_checkpoint
 
 
@@ -48,6 +48,7 @@ class Captioner:
         config: CaptioningConfig,
         device: torch.device | str = "cpu",
     ) -> None:
+        ensure_threads()  # the CLI's automatic thread count, unless the user chose one
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.vocab, self.config = vocab, config

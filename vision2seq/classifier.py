@@ -25,7 +25,7 @@ from vision2seq.data.video_clips import VideoClipDataset, frames_to_clip
 from vision2seq.data.video_datasets import VideoSample
 from vision2seq.data.video_loaders import IndexedClips
 from vision2seq.models.clip_classifier import VideoModel
-from vision2seq.resources import worker_count
+from vision2seq.resources import ensure_threads, worker_count
 from vision2seq.tasks import restore_checkpoint, video_classification
 from vision2seq.tasks.video_classification import VideoClassificationTask
 
@@ -85,6 +85,7 @@ class VideoClassifier:
         config: VideoConfig,
         device: torch.device | str = "cpu",
     ) -> None:
+        ensure_threads()  # the CLI's automatic thread count, unless the user chose one
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.class_names, self.config = class_names, config

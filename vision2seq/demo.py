@@ -135,9 +135,14 @@ def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), prog
     print(f"\n{'metric':<8} {'model':>7} {'most-common-caption baseline':>30}")
     for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4"):
         print(f"{key:<8} {metrics[key]:>7.4f} {baseline[key]:>30.4f}")
+    example = escape(str(data_dir / "images" / tests[0]["filename"]))
     print(
         f"\ncheckpoint: {escape(str(best))}\n"
-        f"caption your own images: vision2seq caption --checkpoint {escape(str(best))} IMAGES..."
+        "This model knows only the generated pictures: one circle, square or triangle, red, green, blue,\n"
+        "yellow or purple, on the left or right of a grey background. A caption of any other image (a\n"
+        "photo of yours) is still a sentence about a coloured shape, and means nothing; for real photos\n"
+        "train on Flickr8k or COCO (README, Captioning; docs/datasets.md).\n"
+        f"caption images with it: vision2seq caption --checkpoint {escape(str(best))} {example}"
     )
     return metrics
 
@@ -145,12 +150,15 @@ def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), prog
 def most_common_caption_baseline(annotations: Path, split: str = "test") -> dict[str, float]:
     """BLEU of captioning every ``split`` image with the most frequent training caption."""
     images = json.loads(annotations.read_text())["images"]
-    counts = Counter(s["raw"] for im in images if im["split"] == "train" for s in im["sentences"])
-    caption = counts.most_common(1)[0][0]
+    train = [s["raw"] for im in images if im["split"] == "train" for s in im["sentences"]]
+    tests = {str(im["imgid"]): [s["raw"] for s in im["sentences"]] for im in images if im["split"] == split}
+    return most_common_caption_scores(train, tests)
+
+
+def most_common_caption_scores(train: list[str], references: dict[str, list[str]]) -> dict[str, float]:
+    """Caption metrics of giving every item of ``references`` (key -> its reference captions) the most
+    frequent of the ``train`` captions."""
+    caption = Counter(train).most_common(1)[0][0]
     evaluator = CaptionEvaluator()
-    tests = [im for im in images if im["split"] == split]
-    evaluator.update(
-        {str(im["imgid"]): caption for im in tests},
-        {str(im["imgid"]): [s["raw"] for s in im["sentences"]] for im in tests},
-    )
+    evaluator.update({key: caption for key in references}, references)
     return evaluator.compute()

@@ -7,6 +7,8 @@ they show how the evaluation tools work, not what a real model achieves.
 - :func:`make_motion_videos`: a UCF101-layout dataset of clips of a square moving left, right, up or
   down (``UCF-101/<Class>/v_<Class>_gXX_cYY.avi`` plus ``ucfTrainTestlist/``).
 - :func:`train_motion_classifier`: generate it and train a small LSTM clip classifier on it.
+- :func:`make_motion_caption_videos`: an MSR-VTT-layout dataset of a red, green, blue or yellow square
+  moving left, right, up or down, each clip captioned with both (``a red square moves left.``).
 - :func:`train_shapes_captioner`: generate the ``vision2seq demo`` shapes (a smaller set) and train a small
   attention captioner on them.
 """
@@ -21,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "CAPTION_COLOURS",
     "MOTION_CLASSES",
+    "make_motion_caption_videos",
     "make_motion_videos",
     "motion_frames",
     "train_motion_classifier",
@@ -37,6 +41,19 @@ MOTION_CLASSES: dict[str, tuple[int, int]] = {
     "MoveDown": (1, 0),
 }
 
+#: Colour name -> RGB of the captioned squares of :func:`make_motion_caption_videos`.
+CAPTION_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 90, 240),
+    "yellow": (240, 220, 40),
+}
+_CAPTION_TEMPLATES = (
+    "a {colour} square moves {direction}.",
+    "the {colour} square is moving {direction}.",
+    "a {colour} block goes {direction}.",
+)
+
 # Codec -> pixel format it can encode from RGB. yuv444p lets libx264 take odd frame sizes.
 _PIX_FMT = {"mpeg4": "yuv420p", "libx264": "yuv444p", "mjpeg": "yuvj420p", "mpeg2video": "yuv420p"}
 
@@ -50,6 +67,7 @@ def motion_frames(
     size: int = 32,
     *,
     rng: random.Random | None = None,
+    colour: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """One clip of a coloured square crossing a plain background in ``direction``.
 
@@ -63,6 +81,7 @@ def motion_frames(
         num_frames: T.
         size: Frame height and width (even, for the video encoder).
         rng: Random source; ``random.Random(0)`` when None.
+        colour: RGB of the square; None: a random light colour.
 
     Returns:
         ``(T, size, size, 3)`` uint8 RGB frames.
@@ -82,11 +101,11 @@ def motion_frames(
         along = travel - along
     across = rng.randint(0, travel)
     grey = rng.randint(20, 90)
-    colour = np.array([rng.randint(150, 255) for _ in range(3)], dtype=np.uint8)
+    rgb = colour if colour is not None else [rng.randint(150, 255) for _ in range(3)]
     frames = np.full((num_frames, size, size, 3), grey, dtype=np.uint8)
     for frame, position in zip(frames, along, strict=True):
         row, col = (position, across) if drow else (across, position)
-        frame[row : row + side, col : col + side] = colour
+        frame[row : row + side, col : col + side] = np.array(rgb, dtype=np.uint8)
     return frames
 
 
@@ -201,6 +220,59 @@ def make_motion_videos(
     ):
         (annotations / file_name).write_text("".join(f"{line}\n" for line in lines))
     return videos, annotations
+
+
+def make_motion_caption_videos(
+    root: str | Path,
+    clips_per_pair: Sequence[int] = (5, 1, 2),
+    *,
+    num_frames: int = 12,
+    size: int = 32,
+    fps: float = 25,
+    seed: int = 0,
+) -> tuple[Path, Path]:
+    """Write an MSR-VTT-layout video-captioning dataset of moving squares under ``root``.
+
+    Every colour of :data:`CAPTION_COLOURS` moves in every direction of :data:`MOTION_CLASSES`; a clip's
+    three reference captions name both (``a red square moves left.``), so a model must read the
+    frames' content for the colour and their order for the direction. Layout: ``videos/<video_id>.mp4``
+    and one ``videodatainfo.json`` holding the three splits (``train`` / ``validate`` / ``test``).
+
+    Args:
+        root: Output folder (created).
+        clips_per_pair: Clips of each colour and direction in the train, validate and test splits.
+        num_frames: Frames per clip.
+        size: Frame height and width in pixels (even).
+        fps: Frame rate of the clips.
+        seed: Seed of the squares' sizes, shades and paths.
+
+    Returns:
+        ``(videos, annotations)``: the values of ``data.videos`` and ``data.annotations``.
+    """
+    import json
+
+    if size % 2:
+        raise ValueError(f"size must be even for the video encoder, got {size}")
+    root = Path(root)
+    rng = random.Random(seed)
+    videos, sentences = [], []
+    for split, count in zip(("train", "validate", "test"), clips_per_pair, strict=True):
+        for n in range(count):
+            for colour, rgb in CAPTION_COLOURS.items():
+                for name, step in MOTION_CLASSES.items():
+                    direction = name.removeprefix("Move").lower()
+                    key = f"{split}_{colour}_{direction}_{n}"
+                    shade = tuple(min(255, max(0, c + rng.randint(-20, 20))) for c in rgb)
+                    frames = motion_frames(step, num_frames, size, rng=rng, colour=shade)
+                    write_video(root / "videos" / f"{key}.mp4", frames, fps)
+                    videos.append({"video_id": key, "split": split})
+                    sentences += [
+                        {"video_id": key, "caption": t.format(colour=colour, direction=direction)}
+                        for t in _CAPTION_TEMPLATES
+                    ]
+    annotations = root / "videodatainfo.json"
+    annotations.write_text(json.dumps({"videos": videos, "sentences": sentences}))
+    return root / "videos", annotations
 
 
 def train_motion_classifier(

@@ -17,6 +17,7 @@ from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import ExperimentConfig
 from vision2seq.engine import FitResult, fit, seed_everything
 from vision2seq.errors import UserError
+from vision2seq.resources import threads_for_run, worker_count
 from vision2seq.run_dir import claim_output_dir
 from vision2seq.tasks import TASKS
 from vision2seq.tasks.common import encoder_state
@@ -56,6 +57,7 @@ def init_weights(model: nn.Module, task: Any, path: str | Path, checkpoint: dict
 
 def train(config: ExperimentConfig, resume: bool = False, progress: bool = True) -> FitResult:
     """Train the experiment ``config`` describes; writes best.pt/last.pt/metrics.csv to its output_dir."""
+    threads_for_run(config.train.threads, worker_count(config.train.num_workers))  # as the CLI chooses
     resume = resume or config.train.resume
     check_data_paths(config)  # before the process group, any download or any folder is made
     dist, device = distributed.setup(config.train.device)

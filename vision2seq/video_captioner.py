@@ -23,6 +23,7 @@ from vision2seq.data.video_loaders import IndexedClips
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.models.generation import with_settings
 from vision2seq.models.video_captioner import VideoCaptionModel
+from vision2seq.resources import ensure_threads
 from vision2seq.tasks import captioning, restore_checkpoint, video_captioning
 from vision2seq.tasks.common import Restored
 
@@ -39,6 +40,7 @@ class VideoCaptioner:
         config: VideoCaptioningConfig,
         device: torch.device | str = "cpu",
     ) -> None:
+        ensure_threads()  # the CLI's automatic thread count, unless the user chose one
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.vocab, self.config = vocab, config
