@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the config's)")
     parser.add_argument("--scst", type=int, default=0, help="SCST steps after cross-entropy (0: none)")
     parser.add_argument("--tag", default="after")
+    parser.add_argument("--scene-seed", type=int, default=0, help="seed of the generated scenes")
     parser.add_argument("--rescore", action="store_true", help="only score the checkpoints already there")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
@@ -126,7 +127,7 @@ def main() -> None:
     torch.set_num_threads(1)
     data = args.out / "data"
     if not (data / "dataset_scenes.json").exists():
-        make_scenes(data)
+        make_scenes(data, seed=args.scene_seed)
     results: dict = {"single_caption_baseline": single_caption_baseline(data / "dataset_scenes.json")}
     if args.rescore:
         for path in sorted(args.out.glob("*/*/*/best.pt")):

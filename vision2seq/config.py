@@ -139,6 +139,10 @@ class TrainConfig:
     the other samples of the image (needs ``scst_samples`` >= 2)."""
     scst_samples: int = 5
     """SCST: captions sampled per image at each step."""
+    scst_lr: float = 5.0e-5
+    """SCST: the learning rate (``train.lr`` of the run) when ``objective`` is ``scst``, unless ``train.lr``
+    is set on the command line or in a file that itself sets ``objective: scst``: a config's ``lr`` is
+    cross-entropy's, about ten times what self-critical fine-tuning takes (``load_config``)."""
 
 
 @dataclass
@@ -456,6 +460,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "warmup_steps": COUNT,
         "warmup_fraction": Range(0, 1, high_open=True),
         "scst_samples": POSITIVE_INT,
+        "scst_lr": POSITIVE,
         "lr_step_epochs": POSITIVE_INT,
         "lr_gamma": Range(0, 1, low_open=True),
         "grad_clip": Range(0, note="0 or null disables clipping"),
@@ -575,12 +580,24 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(loaded).__name__}")
         raw = loaded
+    lr_for_scst = _lr_set_for_scst(raw, overrides)  # before the overrides change the file's keys
     for item in overrides:
         apply_override(raw, item)
     config = config_from_dict(raw, source=str(path) if path else "config")
     # Only for experiments being set up: a checkpoint trained before a rule existed still loads.
     check_consistency(config, str(path) if path else "config")
+    if config.train.objective == "scst" and not lr_for_scst:
+        config.train.lr = config.train.scst_lr
     return config
+
+
+def _lr_set_for_scst(file: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``train.lr`` was chosen for an SCST run: set on the command line, or in a file that sets
+    ``objective: scst`` itself (a file training with cross-entropy sets cross-entropy's)."""
+    if any(item.partition("=")[0].strip() == "train.lr" for item in overrides):
+        return True
+    train = file.get("train")
+    return isinstance(train, dict) and train.get("objective") == "scst" and "lr" in train
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
