@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true", help="only score the checkpoints already there")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
-    parser.add_argument("--scst-set", nargs="*", default=["train.lr=5e-5"], help="overrides of the SCST runs")
+    parser.add_argument("--scst-set", nargs="*", default=[], help="overrides of the SCST runs")
     args = parser.parse_args()
     if args.epochs:
         args.set = [f"train.epochs={args.epochs}", *args.set]

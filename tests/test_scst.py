@@ -4,6 +4,9 @@ samples and baseline from the deployed (eval-mode) policy, its learning rate, an
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +310,27 @@ def test_generation_settings_unchanged_by_conditioning() -> None:
     decoder = ShowTellDecoder(6, V, embed_dim=8, hidden_dim=16, conditioning="merge")
     result = generate(decoder, torch.randn(2, 6), BOS, EOS, GenerationConfig(strategy="greedy", max_len=4))
     assert len(result.tokens) == 2
+
+
+@pytest.mark.slow  # two processes start torch
+def test_scst_runs_under_torchrun_with_two_processes(tiny_captioner, tmp_path) -> None:
+    """Under torchrun, DistributedDataParallel wraps the model and its SCST loss as one module: both ranks
+    sample, their gradients are averaged through ``forward`` (an unsynchronised parameter would stop the
+    run at the next step), and every trained parameter, the encoder's included, moves."""
+    out = tmp_path / "scst"
+    cmd = [
+        *("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+        *("-m", "vision2seq", "train", str(tiny_captioner.config), f"output_dir={out}"),
+        *("train.objective=scst", f"train.init_from={tiny_captioner.checkpoint}", "train.epochs=2"),
+        *("train.scst_samples=2", "model.encoder.trainable_from=all", "train.device=cpu", "--quiet"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start = torch.load(tiny_captioner.checkpoint, weights_only=True)
+    tuned = torch.load(out / "last.pt", weights_only=True)
+    assert tuned["step"] == 2 and len(tuned["rng"]) == 2  # one step per epoch: 8 images, 4 per rank
+    statistics = ("running_mean", "running_var", "num_batches_tracked", "norm.mean", "norm.std")
+    moved = {k for k, v in start["model"].items() if not torch.equal(v, tuned["model"][k])}
+    trained = {k for k in start["model"] if not k.endswith(statistics)}  # the encoder's too
+    assert trained == moved  # and the running statistics did not: sampled in eval mode
