@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from scenes import COLOURS, colour_shape_accuracy, make_scenes, truth
+from scenes import COLOURS, colour_shape_accuracy, make_scenes, relation_accuracy, truth
 
 from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import load_config
@@ -57,9 +57,16 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
         "cider": round(metrics["cider"], 4),
         "colour_shape": round(colour_shape_accuracy(captions, references), 4),
         "colours": round(colour_accuracy(captions, references), 4),
+        **relation_scores(captions, references),
         "distinct": len(set(captions.values())),
         "example": next(iter(captions.values())),
     }
+
+
+def relation_scores(captions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
+    """Relation accuracy (of the captions that state one, on two-object images) and how many state one."""
+    accuracy, stated = relation_accuracy(captions, references)
+    return {"relation": round(accuracy, 4), "relations_stated": stated} if stated else {}
 
 
 def colour_accuracy(captions: dict[str, str], references: dict[str, list[str]]) -> float:
@@ -120,6 +127,8 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true", help="only score the checkpoints already there")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    parser.add_argument("--relations", action="store_true", help="two-object captions state the relation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
     parser.add_argument("--scst-set", nargs="*", default=[], help="overrides of the SCST runs")
     args = parser.parse_args()
     if args.epochs:
@@ -127,7 +136,7 @@ def main() -> None:
     torch.set_num_threads(1)
     data = args.out / "data"
     if not (data / "dataset_scenes.json").exists():
-        make_scenes(data, seed=args.scene_seed)
+        make_scenes(data, seed=args.seed, relations=args.relations)
     results: dict = {"single_caption_baseline": single_caption_baseline(data / "dataset_scenes.json")}
     if args.rescore:
         for path in sorted(args.out.glob("*/*/*/best.pt")):

@@ -5,6 +5,11 @@ Unlike the demo data (``vision2seq.demo``: one shape on a plain grey background,
 captions) the shapes here sit anywhere, vary in size continuously, come in other colours and kinds, and
 the captions name their vertical position or their arrangement. ``named_pairs`` reads the (colour,
 shape) pairs a caption names, which is how the learning tests and ``measure_learning.py`` score captions.
+
+With ``relations=True`` most captions of a two-object scene say where one object is relative to the other
+("a red circle above a blue square", "a blue square below a red circle"), worded from either object, so a
+caption can only get the relation right by knowing which object is where; ``stated_relation`` reads the
+relation a caption states and ``relation_accuracy`` scores it against the references.
 """
 
 from __future__ import annotations
@@ -41,6 +46,22 @@ TWO = (
     "two objects, a {c0} {s0} with a {c1} {s1}.",
 )
 
+# Two objects with their relation: {r} is how object 0 relates to object 1, {q} the converse.
+TWO_RELATIONS = (
+    "a {c0} {s0} {r} a {c1} {s1}.",
+    "the picture shows a {c1} {s1} {q} a {c0} {s0}.",
+    "there are two shapes: a {c0} {s0} and a {c1} {s1}.",
+    "a {c1} {s1} {q} a {c0} {s0} on a textured background.",
+    "two objects, a {c0} {s0} {r} a {c1} {s1}.",
+)
+# Canonical relation of each phrase: (relation, whether the phrase's objects are in canonical order).
+RELATIONS = {
+    "to the left of": ("left of", True),
+    "to the right of": ("left of", False),
+    "above": ("above", True),
+    "below": ("above", False),
+}
+
 
 def _draw(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill: tuple) -> None:
     if shape == "circle":
@@ -60,11 +81,13 @@ def draw_scene(
     radius: tuple[float, float] = (0.14, 0.3),
     shapes: Sequence[str] = SHAPES,
     spread: float = 1.0,
+    relations: bool = False,
 ) -> tuple[Image.Image, list[str]]:
     """One image and its five captions.
 
     ``radius`` is the range of a single object's radius (share of the side); ``spread`` how far from the
-    centre it may sit (1: anywhere it fits, 0: centred).
+    centre it may sit (1: anywhere it fits, 0: centred); ``relations`` words two-object captions with the
+    objects' relation (``TWO_RELATIONS``).
     """
     base = [rng.randint(100, 160) for _ in range(3)]
     image = Image.new("RGB", (size, size), tuple(base))
@@ -89,7 +112,12 @@ def draw_scene(
         fill = tuple(min(255, max(0, v + rng.randint(-15, 15))) for v in COLOURS[colour])
         _draw(draw, shape, cx, cy, r, fill)
         attrs.update({f"c{i}": colour, f"s{i}": shape, f"v{i}": "top" if cy < size / 2 else "bottom"})
-    return image, [t.format(**attrs) for t in (ONE if n == 1 else TWO)]
+    # Object 0 always takes the first half: left of object 1, or above it.
+    attrs.update(r="to the left of", q="to the right of") if horizontal else attrs.update(
+        r="above", q="below"
+    )
+    templates = ONE if n == 1 else TWO_RELATIONS if relations else TWO
+    return image, [t.format(**attrs) for t in templates]
 
 
 def make_scenes(
@@ -103,13 +131,14 @@ def make_scenes(
     shapes: Sequence[str] = SHAPES,
     spread: float = 1.0,
     seed: int = 0,
+    relations: bool = False,
 ) -> Path:
     """Write the images and ``dataset_scenes.json`` (Karpathy format) under ``root``; return the JSON path."""
     rng = random.Random(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     images = []
     for i, split in enumerate(["train"] * n_train + ["val"] * n_val + ["test"] * n_test):
-        image, captions = draw_scene(rng, size, max_objects, radius, shapes, spread)
+        image, captions = draw_scene(rng, size, max_objects, radius, shapes, spread, relations)
         name = f"scene_{i:05d}.png"
         image.save(root / "images" / name)
         sentences = [{"raw": c} for c in captions]
@@ -142,3 +171,45 @@ def colour_shape_accuracy(captions: dict[str, str], references: dict[str, list[s
     """Share of images whose caption names exactly their (colour, shape) pairs."""
     hits = [named_pairs(captions[k]) == truth(references[k]) for k in captions]
     return sum(hits) / max(1, len(hits))
+
+
+def stated_relation(caption: str) -> tuple[tuple[str, str], str, tuple[str, str]] | None:
+    """The relation a caption states, canonical: ``((colour, shape), "left of" | "above", (colour, shape))``.
+
+    "a blue square below a red circle" and "a red circle above a blue square" both give
+    ``(("red", "circle"), "above", ("blue", "square"))``. None when the caption states no relation between
+    two named objects.
+    """
+    text = " " + " ".join(caption.lower().replace(",", " ").replace(".", " ").split()) + " "
+    for phrase, (relation, canonical) in RELATIONS.items():
+        before, sep, after = text.partition(f" {phrase} ")
+        if not sep:
+            continue
+        following = after.split()
+        if following and following[0] in ("a", "an", "the"):
+            following = following[1:]
+        left, right = before.split()[-2:], following[:2]
+        if len(left) < 2 or len(right) < 2 or left[0] not in COLOURS or right[0] not in COLOURS:
+            continue
+        if left[1] not in SHAPES or right[1] not in SHAPES:
+            continue
+        first, second = (left[0], left[1]), (right[0], right[1])
+        return (first, relation, second) if canonical else (second, relation, first)
+    return None
+
+
+def true_relation(references: list[str]) -> tuple[tuple[str, str], str, tuple[str, str]] | None:
+    """The relation the references state (the first that states one), canonical; None for one object."""
+    return next((r for r in map(stated_relation, references) if r is not None), None)
+
+
+def relation_accuracy(captions: dict[str, str], references: dict[str, list[str]]) -> tuple[float, int]:
+    """Share of the captions stating a relation that state the references' one, and how many state one.
+
+    Only images whose references state a relation count; a caption naming the wrong objects in a relation
+    counts as wrong.
+    """
+    stated = {k: stated_relation(c) for k, c in captions.items() if true_relation(references[k])}
+    stated = {k: r for k, r in stated.items() if r is not None}
+    hits = [r == true_relation(references[k]) for k, r in stated.items()]
+    return sum(hits) / max(1, len(hits)), len(hits)

@@ -208,6 +208,10 @@ class CaptionDecoderConfig:
     first input, as in the paper) or ``merge`` (concatenated with the LSTM output)."""
     alpha_c: float = 1.0
     """Weight of the doubly stochastic attention regulariser (attention decoder only)."""
+    positions: bool = True
+    """Attention decoder only: add each grid cell's position to its features, so the attended context
+    says where, not only what (captions stating "X above Y" need it). Checkpoints written before this key
+    existed load without it."""
 
 
 @dataclass

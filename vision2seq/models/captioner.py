@@ -13,6 +13,7 @@ Captions are ``(B, L)`` token ids that start with ``<bos>`` and are right-padded
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,54 @@ def as_grid(features: Tensor) -> Tensor:
 def as_pooled(features: Tensor) -> Tensor:
     """Features pooled to ``(B, D)``; a grid ``(B, N, D)`` is averaged over its positions."""
     return as_grid(features).mean(dim=1)
+
+
+def grid_shape(positions: int) -> tuple[int, int]:
+    """Rows and columns of a flattened grid of ``positions``: square when it is one (the grids of square
+    encoder inputs), else one row (a sequence)."""
+    side = math.isqrt(positions)
+    return (side, side) if side * side == positions else (1, positions)
+
+
+def sinusoidal_grid(rows: int, cols: int, dim: int, device: torch.device | None = None) -> Tensor:
+    """Fixed 2-D sine-cosine codes of a ``rows x cols`` grid, ``(rows * cols, dim)`` in row-major order
+    (the order ``flatten`` gives a feature map): half the channels code the row, half the column, each at
+    ``dim // 4`` frequencies over the grid's extent, so neighbouring cells get similar codes."""
+    quarter = dim // 4
+    freqs = torch.pi * 2.0 ** torch.arange(quarter, device=device, dtype=torch.float32) / 2.0  # (F,)
+
+    def code(count: int) -> Tensor:
+        where = (torch.arange(count, device=device, dtype=torch.float32) + 0.5) / count  # (count,) in (0, 1)
+        angles = where[:, None] * freqs[None, :]  # (count, F)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)  # (count, 2F)
+
+    row, col = code(rows), code(cols)
+    return torch.cat(
+        [row[:, None].expand(rows, cols, -1), col[None, :].expand(rows, cols, -1)], dim=-1
+    ).reshape(rows * cols, -1)  # (N, 4F)
+
+
+class GridPositions(nn.Module):
+    """Adds where each grid cell lies to its features: a learned projection of fixed 2-D codes.
+
+    Soft attention's context vector is a weighted *sum* over the cells, so without this it says what the
+    attended region holds but not where it is; a caption stating "a red circle above a blue square" then
+    has only the CNN's weak padding cues to go on. With the cell's position added to its features, the
+    context vector carries the attended object's position and the LSTM can compare two of them. The codes
+    are fixed (any grid size, so cached features and checkpoints stay independent of it); the projection
+    into the feature space is learned.
+    """
+
+    def __init__(self, feature_dim: int, code_dim: int = 32) -> None:
+        super().__init__()
+        self.code_dim = code_dim
+        self.proj = nn.Linear(code_dim, feature_dim)
+
+    def forward(self, memory: Tensor) -> Tensor:
+        """``memory`` ``(B, N, D)`` plus the projected code of each of its ``N`` cells."""
+        rows, cols = grid_shape(memory.size(1))
+        codes = sinusoidal_grid(rows, cols, self.code_dim, memory.device).to(memory.dtype)  # (N, P)
+        return memory + self.proj(codes)  # (B, N, D)
 
 
 def _check_captions(captions: Tensor) -> None:
@@ -267,7 +316,9 @@ class AttentionDecoder(CaptionDecoder):
     state (of the top layer) scores each grid position, the softmax over positions weights the grid into a
     context vector, a gate ``beta = sigmoid(f_beta(h))`` scales it, and the LSTM input is
     ``[word embedding; beta * context]``. Several layers are stacked ``nn.LSTMCell``s; only the first
-    reads the word and the context. Pooled ``(B, D)`` features are a grid of one position.
+    reads the word and the context. Pooled ``(B, D)`` features are a grid of one position. With
+    ``positions`` the grid's cells carry where they are (``GridPositions``), so captions can say where
+    things are relative to each other.
 
     Args:
         feature_dim: Size ``D`` of the image features.
@@ -278,6 +329,7 @@ class AttentionDecoder(CaptionDecoder):
         num_layers: Stacked LSTM cells.
         dropout: Dropout between layers and before the output layer.
         pad_id: Token id used for padding (its embedding stays zero).
+        positions: Add each grid cell's position to its features (``GridPositions``).
     """
 
     def __init__(
@@ -290,6 +342,7 @@ class AttentionDecoder(CaptionDecoder):
         num_layers: int = 1,
         dropout: float = 0.3,
         pad_id: int = PAD_ID,
+        positions: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -299,6 +352,7 @@ class AttentionDecoder(CaptionDecoder):
         self.hidden_dim = hidden_dim
         self.attention_dim = attention_dim
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.positions = GridPositions(feature_dim) if positions else None
         self.init_h = nn.Linear(feature_dim, num_layers * hidden_dim)
         self.init_c = nn.Linear(feature_dim, num_layers * hidden_dim)
         self.encoder_att = nn.Linear(feature_dim, attention_dim)
@@ -317,6 +371,8 @@ class AttentionDecoder(CaptionDecoder):
     def init_state(self, features: Tensor) -> DecoderState:
         memory = as_grid(features)  # (B, N, D)
         mean = memory.mean(dim=1)  # (B, D)
+        if self.positions is not None:
+            memory = self.positions(memory)
         shape = (memory.size(0), self.num_layers, self.hidden_dim)
         return DecoderState(
             h=self.init_h(mean).view(shape),

@@ -153,7 +153,7 @@ def build_model(
         embed_dim=dec.embed_dim, hidden_dim=dec.hidden_dim, num_layers=dec.num_layers, dropout=dec.dropout
     )
     if dec.kind == "attention":
-        kwargs["attention_dim"] = dec.attention_dim
+        kwargs.update(attention_dim=dec.attention_dim, positions=dec.positions)
     else:
         kwargs["conditioning"] = dec.conditioning
     decoder = build_decoder(dec.kind, encoder.feature_dim, len(vocab), **kwargs)
@@ -220,6 +220,9 @@ def restore(
     if isinstance(decoder, dict) and "conditioning" not in decoder:
         # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's pre-inject.
         overrides = ["model.decoder.conditioning=pre", *overrides]
+    if isinstance(decoder, dict) and "positions" not in decoder:
+        # Written before grid positions existed: its attention decoder reads the grid without them.
+        overrides = ["model.decoder.positions=false", *overrides]
     config = apply_overrides(checkpoint, source, overrides)
     vocab = Vocabulary(checkpoint["extras"][EXTRAS])
     task = CaptioningTask(config, vocab)
