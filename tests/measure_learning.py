@@ -123,7 +123,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the config's)")
     parser.add_argument("--scst", type=int, default=0, help="SCST steps after cross-entropy (0: none)")
     parser.add_argument("--tag", default="after")
-    parser.add_argument("--scene-seed", type=int, default=0, help="seed of the generated scenes")
     parser.add_argument("--rescore", action="store_true", help="only score the checkpoints already there")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
