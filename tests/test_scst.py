@@ -244,7 +244,10 @@ def test_scst_learning_rate_is_its_own_unless_chosen_for_it(tmp_path) -> None:
     assert load_config(config).train.lr == 4e-4
     scst = load_config(config, ["train.objective=scst"]).train
     assert scst.lr == scst.scst_lr == 5e-5
-    assert "lr 5e-05 (train.scst_lr: the SCST default" in describe_schedule(scst, 100, 10)
+    assert (
+        "lr 5e-05 (train.scst_lr, the SCST default: train.lr is cross-entropy's; train.lr=... to change)"
+        in describe_schedule(scst, 100, 10)
+    )
     assert load_config(config, ["train.objective=scst", "train.scst_lr=2e-5"]).train.lr == 2e-5
     chosen = load_config(config, ["train.objective=scst", "train.lr=1e-4"]).train
     assert chosen.lr == 1e-4 and "lr 0.0001 (train.lr, set for this SCST run)" in describe_schedule(

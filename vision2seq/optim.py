@@ -59,7 +59,7 @@ def lr_source(cfg: TrainConfig) -> str:
     if cfg.objective != "scst":
         return ""
     if cfg.lr == cfg.scst_lr:
-        return " (train.scst_lr: the SCST default; the config's train.lr is cross-entropy's)"
+        return " (train.scst_lr, the SCST default: train.lr is cross-entropy's; train.lr=... to change)"
     return " (train.lr, set for this SCST run)"
 
 
