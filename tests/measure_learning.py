@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     parser.add_argument("--relations", action="store_true", help="two-object captions state the relation")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
-    parser.add_argument("--scst-set", nargs="*", default=["train.lr=5e-5"], help="overrides of the SCST runs")
+    parser.add_argument("--scst-set", nargs="*", default=[], help="overrides of the SCST runs")
     args = parser.parse_args()
     if args.epochs:
         args.set = [f"train.epochs={args.epochs}", *args.set]

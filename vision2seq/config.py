@@ -179,6 +179,10 @@ class TrainConfig:
     the other samples of the image (needs ``scst_samples`` >= 2)."""
     scst_samples: PositiveInt = 5
     """SCST: captions sampled per image at each step."""
+    scst_lr: Positive = 5.0e-5
+    """SCST: the learning rate (``train.lr`` of the run) when ``objective`` is ``scst``, unless ``train.lr``
+    is set on the command line or in a file that itself sets ``objective: scst``: a config's ``lr`` is
+    cross-entropy's, about ten times what self-critical fine-tuning takes (``load_config``)."""
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> TrainConfig:
@@ -480,6 +484,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     """
     lines: KeyLines = {}
     raw = read_config_file(Path(path), lines) if path is not None else {}
+    lr_for_scst = _lr_set_for_scst(raw, overrides)  # before the overrides change the file's keys
     given: dict[str, str] = {}
     for item in overrides:
         apply_override(raw, item, lines)
@@ -490,7 +495,18 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         check_monitor(config, source)
     except ConfigError as exc:
         raise _blame_override(exc, given) from None
+    if config.train.objective == "scst" and not lr_for_scst:
+        config.train.lr = config.train.scst_lr
     return config
+
+
+def _lr_set_for_scst(file: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``train.lr`` was chosen for an SCST run: set on the command line, or in a file that sets
+    ``objective: scst`` itself (a file training with cross-entropy sets cross-entropy's)."""
+    if any(item.partition("=")[0].strip() == "train.lr" for item in overrides):
+        return True
+    train = file.get("train")
+    return isinstance(train, dict) and train.get("objective") == "scst" and "lr" in train
 
 
 def _blame_override(exc: ConfigError, given: dict[str, str]) -> ConfigError:

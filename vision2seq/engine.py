@@ -225,7 +225,11 @@ def _fit(
     total_steps = min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch)
     scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp == "fp16")
-    trainer = _Trainer(task, model, _wrap_ddp(model, device, dist), optimizer, scheduler, scaler, cfg, device)
+    # A task may train the model inside a bigger module (SCST: model and loss in one), wrapped whole by DDP.
+    trained = task.training_module(model) if hasattr(task, "training_module") else model
+    trainer = _Trainer(
+        task, model, _wrap_ddp(trained, device, dist), optimizer, scheduler, scaler, cfg, device
+    )
     monitor = cfg.monitor or task.monitor
     run = _resume(trainer, out, dist, config, steps_per_epoch) if resume else _Run()
     dist.barrier()  # nobody writes into output_dir before everybody has read last.pt

@@ -49,7 +49,18 @@ def describe_schedule(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) 
         "step": f"x{cfg.lr_gamma} every {cfg.lr_step_epochs * steps_per_epoch} steps",
         "plateau": f"x{cfg.lr_gamma} when {cfg.monitor or 'the monitored metric'} stalls",
     }[cfg.scheduler]
-    return f"schedule: lr {cfg.lr:g}, warm-up {warm} steps, decay {decay}, {total_steps} total steps"
+    lr = f"lr {cfg.lr:g}{lr_source(cfg)}"
+    return f"schedule: {lr}, warm-up {warm} steps, decay {decay}, {total_steps} total steps"
+
+
+def lr_source(cfg: TrainConfig) -> str:
+    """Where an SCST run's learning rate came from (``load_config`` chose it), for the schedule line; ""
+    for cross-entropy, whose ``train.lr`` is the config's."""
+    if cfg.objective != "scst":
+        return ""
+    if cfg.lr == cfg.scst_lr:
+        return " (train.scst_lr, the SCST default: train.lr is cross-entropy's; train.lr=... to change)"
+    return " (train.lr, set for this SCST run)"
 
 
 def build_scheduler(

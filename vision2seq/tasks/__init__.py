@@ -7,7 +7,9 @@ inference classes use without branching on the task:
   checkpoints need: the vocabulary, the class names) and ``check_extras(value)`` (what is wrong with
   that entry, or None);
 - a task class with ``training_step``, ``predict_step``, ``make_evaluator``, ``parameter_groups``,
-  ``checkpoint_extras`` and ``monitor`` (see ``engine.Task``);
+  ``checkpoint_extras`` and ``monitor`` (see ``engine.Task``), and optionally ``training_module(model)``,
+  the module the loop trains and DistributedDataParallel wraps when it is more than the model
+  (captioning's SCST: the model and its loss);
 - ``build(config, device, dist, init) -> Built``: task, model and loaders of a training run (``init``:
   the encoder weights of ``train.init_from``, loaded before any feature is cached);
 - ``eval_loader(config, model, split, device)``: the loader ``evaluate`` scores;

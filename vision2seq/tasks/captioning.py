@@ -19,7 +19,7 @@ from vision2seq.evaluation.captions import CaptionEvaluator
 from vision2seq.models.captioner import CaptionModel, attention_regularization, build_decoder
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.normalization import FeatureNorm, fit_feature_norm
-from vision2seq.scst import CiderDReward, SelfCritical
+from vision2seq.scst import CiderDReward, SelfCritical, SelfCriticalLoss
 from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
 
 NAME = "captioning"
@@ -76,17 +76,26 @@ class CaptioningTask:
         self.scst: SelfCritical | None = None
         if config.train.objective == "scst" and train_references is not None:
             t = config.train
+            reward = CiderDReward(
+                train_references, vocab.words, vocab.eos_id, special_ids=(vocab.bos_id, vocab.pad_id)
+            )
             self.scst = SelfCritical(
-                CiderDReward(train_references),
-                lambda ids: detokenize(vocab.decode(ids)),
-                samples=t.scst_samples,
-                baseline=t.scst_baseline,
-                max_len=config.generation.max_len,
+                reward, samples=t.scst_samples, baseline=t.scst_baseline, max_len=config.generation.max_len
             )
 
-    def training_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    def training_module(self, model: CaptionModel) -> torch.nn.Module:
+        """What the loop trains (and wraps in DistributedDataParallel): the model itself for cross-entropy;
+        under SCST the model and its loss in one module, so that the whole step runs inside ``forward``."""
+        if self.config.train.objective != "scst":
+            return model
+        if self.scst is None:
+            raise UserError("train.objective=scst: the task was built without the training references")
+        return SelfCriticalLoss(model, self.scst)
+
+    def training_step(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The loss dict of a batch; ``model`` is ``training_module``'s (or its DDP wrapper)."""
         if self.config.train.objective == "scst":
-            return self._scst_step(model, batch)
+            return model(batch)  # SelfCriticalLoss: one item per image, with its key
         captions = batch["captions"]  # (B, L) <bos> ... <eos> <pad>...
         out = model(batch)
         targets = captions[:, 1:]  # (B, L-1)
@@ -99,17 +108,6 @@ class CaptioningTask:
             losses["loss"] = loss + self.config.model.decoder.alpha_c * reg
             losses["attention_reg"] = reg.detach()
         return losses
-
-    def _scst_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """Self-critical step on a batch of images (one item per image, with its ``keys``)."""
-        if self.scst is None:
-            raise UserError("train.objective=scst: the task was built without the training references")
-        if hasattr(model, "module"):  # DistributedDataParallel syncs gradients only through forward()
-            raise UserError(
-                "train.objective=scst runs in a single process for now; start it without torchrun"
-            )
-        memory = model.memory(model.features(batch))
-        return self.scst(model.decoder, memory, batch["keys"], model.bos_id, model.eos_id)
 
     def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
         result = model.generate(model.features(batch), self.config.generation)
