@@ -1,4 +1,5 @@
-"""Every code block in README.md runs as written, in README order, in one working folder.
+"""Every code block in README.md and docs/*.md runs as written, page by page (README.md first, then
+docs/ in name order), in page order, in one working folder shared by all pages.
 
 The folder holds what the examples name (``photo.jpg``, ``holidays/``, ``clip.avi``, ...), made from the
 demo's images and generated clips; the quick start's ``vision2seq demo`` trains the model that
@@ -31,6 +32,8 @@ from vision2seq.__main__ import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+# README first: its quick start trains the demo whose checkpoint later examples name.
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 COCO = ROOT.parent / "shared" / "data" / "coco_caption_eval"
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
@@ -83,11 +86,13 @@ FAST_DEMO = {
 MSVD_SPLIT = "data.msvd_split=[4,2,2]"  # the generated MSVD set has 8 clips, not 1,970
 
 
-def readme_blocks() -> list[tuple[str, str]]:
-    """The code blocks (``text`` blocks are pictures, such as the package layout, not code)."""
-    return [
-        (lang, code) for lang, code in BLOCK.findall(README.read_text(encoding="utf-8")) if lang != "text"
-    ]
+def page_id(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
+
+
+def readme_blocks(page: Path = README) -> list[tuple[str, str]]:
+    """The code blocks of a page (``text`` blocks are pictures, such as the package layout, not code)."""
+    return [(lang, code) for lang, code in BLOCK.findall(page.read_text(encoding="utf-8")) if lang != "text"]
 
 
 def shell_commands(code: str) -> list[str]:
@@ -230,18 +235,21 @@ def check_other(command: str, words: list[str]) -> None:
 
 
 @pytest.mark.slow
-def test_every_readme_code_block_runs_as_written(workspace, monkeypatch):
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_documented_code_block_runs_as_written(page, workspace, monkeypatch):
     ws = workspace
     monkeypatch.chdir(ws)
     monkeypatch.setenv("VISION2SEQ_CACHE", str(ws / "cache"))
     monkeypatch.setattr(sys, "argv", ["vision2seq"])
-    blocks = readme_blocks()
-    assert {lang for lang, _ in blocks} <= {"bash", "python"}, "README blocks must be bash or python"
-    ran = {"vision2seq": 0, "python": 0}
+    blocks = readme_blocks(page)
+    assert {lang for lang, _ in blocks} <= {"bash", "python"}, (
+        f"{page_id(page)} blocks must be bash or python"
+    )
+    ran = {"vision2seq": 0, "python": 0, "checked": 0}
     for lang, code in blocks:
         if lang == "python":
             with contextlib.redirect_stdout(io.StringIO()):
-                exec(compile(code, "README.md block", "exec"), {"__name__": "__readme__"})
+                exec(compile(code, f"{page_id(page)} block", "exec"), {"__name__": "__readme__"})
             ran["python"] += 1
             continue
         for command in shell_commands(code):
@@ -254,7 +262,10 @@ def test_every_readme_code_block_runs_as_written(workspace, monkeypatch):
                 ran["vision2seq"] += 1
             else:
                 check_other(command, words)
-    assert ran["python"] >= 2 and ran["vision2seq"] >= 10, ran
+                ran["checked"] += 1
+    commands = sum(len(shell_commands(code)) for lang, code in blocks if lang == "bash")
+    assert ran["vision2seq"] + ran["checked"] == commands, ran
+    assert ran["python"] == sum(lang == "python" for lang, _ in blocks), ran
 
 
 @pytest.mark.slow
@@ -273,13 +284,44 @@ def test_demo_checkpoint_is_evaluated_from_another_folder(workspace, tmp_path, m
     assert "bleu_4" in json.loads(capsys.readouterr().out)
 
 
-def test_readme_commands_are_all_known():
-    """Fast guard: every command in a README bash block is one the slow test runs or checks."""
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_documented_commands_are_all_known(page):
+    """Fast guard: every command in a bash block of README.md or docs/ is one the slow test runs or checks."""
     known = {"vision2seq", "python3", "python", ".", "pip", "ruff", "bash", "jupyter", "torchrun"}
-    for lang, code in readme_blocks():
-        assert lang in ("bash", "python"), f"README block in {lang or 'no language'}"
+    for lang, code in readme_blocks(page):
+        assert lang in ("bash", "python"), f"{page_id(page)} block in {lang or 'no language'}"
         if lang == "bash":
             for command in shell_commands(code):
                 assert shlex.split(command)[0] in known, command
         else:
-            compile(code, "README.md block", "exec")
+            compile(code, f"{page_id(page)} block", "exec")
+
+
+def test_the_blocks_are_found():
+    """The block pattern still matches the pages: the commands the slow test runs are there to run."""
+    blocks = [block for page in PAGES for block in readme_blocks(page)]
+    commands = [c for lang, code in blocks if lang == "bash" for c in shell_commands(code)]
+    assert sum(lang == "python" for lang, _ in blocks) >= 4
+    assert sum(shlex.split(c)[0] == "vision2seq" for c in commands) >= 20
+    assert any(c == "vision2seq demo" for c in shell_commands(readme_blocks(README)[0][1]))
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    text = BLOCK.sub("", page.read_text(encoding="utf-8"))  # a "# comment" in a code block is no heading
+    headings = re.findall(r"^#+\s+(.+?)\s*$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_links_between_pages_resolve(page):
+    """Every relative link of README.md and docs/ names a file that exists, and a heading of it."""
+    text = BLOCK.sub("", page.read_text(encoding="utf-8"))
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        assert linked.exists(), f"{page_id(page)}: link to missing {target}"
+        if anchor and linked.suffix == ".md":
+            assert anchor in heading_anchors(linked), f"{page_id(page)}: no heading for #{anchor} in {path}"
