@@ -242,9 +242,7 @@ def test_every_documented_code_block_runs_as_written(page, workspace, monkeypatc
     monkeypatch.setenv("VISION2SEQ_CACHE", str(ws / "cache"))
     monkeypatch.setattr(sys, "argv", ["vision2seq"])
     blocks = readme_blocks(page)
-    assert {lang for lang, _ in blocks} <= {"bash", "python"}, (
-        f"{page_id(page)} blocks must be bash or python"
-    )
+    assert {lang for lang, _ in blocks} <= {"bash", "python"}, f"{page_id(page)}: bash or python blocks"
     ran = {"vision2seq": 0, "python": 0, "checked": 0}
     for lang, code in blocks:
         if lang == "python":
