@@ -37,11 +37,17 @@ _INVERTED = {
     "_project_conv": "conv_pwl",
     "_bn2": "bn3",
 }
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 
 
 def timm_key(key: str) -> str:
-    """The timm name of one EfficientNet-PyTorch Lite0 key (``_blocks.3._bn0.weight`` -> ``blocks.2.0.bn1.weight``)."""
+    """The timm name of one EfficientNet-PyTorch Lite0 key: ``_blocks.3._bn0.w`` -> ``blocks.2.0.bn1.w``."""
     layer, _, rest = key.partition(".")
     if layer != "_blocks":
         if layer not in _TOP:

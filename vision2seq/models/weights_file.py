@@ -69,7 +69,9 @@ def _check_regular_file(path: Path) -> None:
         raise UserError(f"{path}: is a folder, not an encoder weights file (give the .pth file inside it)")
     if not stat.S_ISREG(mode):
         # A device (/dev/zero), FIFO or socket could be read forever or block: never open it.
-        raise UserError(f"{path}: is not a regular file (a device, pipe or socket), not an encoder weights file")
+        raise UserError(
+            f"{path}: is not a regular file (a device, pipe or socket), not an encoder weights file"
+        )
     if mode and path.stat().st_size == 0:
         raise UserError(f"{path}: encoder weights file is empty")
 
