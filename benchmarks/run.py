@@ -30,6 +30,7 @@ from benchmarks import (
     bench_caption_cli,
     bench_cuda_amp,
     bench_memory,
+    bench_pretrained_encoder,
     bench_trained_encoder,
     bench_training_cache,
     bench_video_captioning,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "memory": bench_memory.run,
     "cuda_amp": bench_cuda_amp.run,
     "video_captioning": bench_video_captioning.run,
+    "pretrained_encoder": bench_pretrained_encoder.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 
