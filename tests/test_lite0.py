@@ -179,14 +179,19 @@ def test_checkpoint_captions_and_evaluates_without_network_or_weights_file(
 # --- learning from frozen ImageNet features --------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def one_object_scenes(tmp_path_factory) -> Path:
+    return make_scenes(
+        tmp_path_factory.mktemp("scenes"), n_train=300, n_val=20, n_test=50, size=64, max_objects=1, seed=5
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["flickr8k_resnet50", "coco_attention"])
-def test_captioners_learn_from_frozen_lite0_features(weights, tmp_path, config, capsys) -> None:
+def test_captioners_learn_from_frozen_lite0_features(weights, one_object_scenes, tmp_path, config, capsys):
     """Both decoders, with their shipped configs (cached frozen features, dataset normalisation), name
     colour and shape of held-out scenes; a frozen random network's features manage about a fifth."""
-    annotations = make_scenes(
-        tmp_path / "data", n_train=400, n_val=30, n_test=60, size=64, max_objects=1, seed=5
-    )
+    annotations = one_object_scenes
     extra = [
         "model.decoder.embed_dim=64",
         "model.decoder.hidden_dim=128",
@@ -196,6 +201,8 @@ def test_captioners_learn_from_frozen_lite0_features(weights, tmp_path, config, 
         "generation.beam_size=2",
     ]
     checkpoint = _train(annotations, tmp_path / "run", weights, config, extra)
+    model = torch.load(checkpoint, weights_only=True)["model"]
+    assert model["norm.std"].ne(1).any()  # the decoder read features normalised by the data's statistics
     test = select_split(load_caption_dataset(annotations, annotations.parent / "images"), "test")
     code, out, _ = tiny_models.run_cli(
         capsys, "caption", "--checkpoint", checkpoint, "--json", "--workers", "0", *[r.path for r in test]
