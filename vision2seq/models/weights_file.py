@@ -72,7 +72,7 @@ def _check_regular_file(path: Path) -> None:
         raise UserError(
             f"{path}: is not a regular file (a device, pipe or socket), not an encoder weights file"
         )
-    if mode and path.stat().st_size == 0:
+    if path.stat().st_size == 0:
         raise UserError(f"{path}: encoder weights file is empty")
 
 
