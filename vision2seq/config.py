@@ -263,7 +263,7 @@ class CaptionDecoderConfig:
     attention_dim: PositiveInt = 256
     num_layers: PositiveInt = 1
     dropout: Fraction = 0.3
-    conditioning: Literal["init", "pre", "merge"] = "merge"
+    conditioning: Literal["init", "pre", "merge", "par"] = "merge"
     """Show and Tell only: where the image enters the LSTM, ``init`` (its initial state), ``pre`` (the
     first input, as in the paper) or ``merge`` (concatenated with the LSTM output)."""
     alpha_c: NonNegative = 1.0
