@@ -221,7 +221,7 @@ def measure_classify(ctx: Context, s: Sizes, device: torch.device) -> dict[str, 
     from vision2seq.checkpoint import save_checkpoint
     from vision2seq.classifier import VideoClassifier
     from vision2seq.config import VideoConfig, config_to_dict
-    from vision2seq.tasks.video_classification import EXTRAS, build_model
+    from vision2seq.tasks.video_classification import VideoClassificationTask, build_model
 
     config = VideoConfig()
     enc = config.model.encoder
@@ -236,7 +236,7 @@ def measure_classify(ctx: Context, s: Sizes, device: torch.device) -> dict[str, 
         {
             "task": "video_classification",
             "config": config_to_dict(config),
-            "extras": {EXTRAS: classes},
+            "extras": {VideoClassificationTask.extras: classes},
             "model": model.state_dict(),
         },
     )

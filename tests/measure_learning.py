@@ -39,9 +39,9 @@ CONFIGS = ("flickr8k_resnet50", "coco_attention", "demo")
 def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
     """BLEU-4, CIDEr-D, colour+shape accuracy and the number of distinct captions on ``split``."""
     checkpoint = load_checkpoint(checkpoint_path)
-    module = checkpoint_task(checkpoint_path, checkpoint)
-    restored = module.restore(checkpoint, str(checkpoint_path), (), "cpu")
-    loader = module.eval_loader(restored.config, restored.model, split, restored.device)
+    task = checkpoint_task(checkpoint_path, checkpoint)
+    restored = task.restore(checkpoint, str(checkpoint_path), (), "cpu")
+    loader = task.eval_loader(restored.config, restored.model, split, restored.device)
     captions: dict[str, str] = {}
     references: dict[str, list[str]] = {}
     with torch.no_grad():

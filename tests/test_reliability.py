@@ -244,7 +244,7 @@ def test_a_run_that_fails_before_writing_removes_the_folders_it_made(shapes, tmp
 
 def test_init_from_encoder_weights_key_the_feature_cache(tiny_captioner, shapes, tmp_path) -> None:
     from vision2seq.tasks import captioning
-    from vision2seq.tasks.common import encoder_state
+    from vision2seq.tasks.base import encoder_state
 
     source = load_checkpoint(tiny_captioner.checkpoint)
     _, config = _config(
@@ -257,8 +257,8 @@ def test_init_from_encoder_weights_key_the_feature_cache(tiny_captioner, shapes,
     )
     init = encoder_state(source["model"])
     cpu = torch.device("cpu")
-    started = captioning.build(config, cpu, init=init)
-    plain = captioning.build(config, cpu)
+    started = captioning.CaptioningTask.build(config, cpu, init=init)
+    plain = captioning.CaptioningTask.build(config, cpu)
     for name, tensor in started.model.encoder.state_dict().items():
         assert torch.equal(tensor, init[name]), name  # the cache was built from these weights
     ours = started.train.dataset.source.store.directory

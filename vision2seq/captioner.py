@@ -24,7 +24,7 @@ from vision2seq.data.vocab import Vocabulary
 from vision2seq.models.captioner import CaptionModel
 from vision2seq.models.generation import with_settings
 from vision2seq.resources import ensure_threads, worker_count
-from vision2seq.tasks import captioning, restore_checkpoint
+from vision2seq.tasks import CaptioningTask, restore_checkpoint
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Captioner:
     ) -> Captioner:
         """Load a captioning checkpoint (``best.pt`` / ``last.pt``) safely; ``device``: auto/cpu/cuda;
         ``overrides``: ``key=value`` changes to its config (e.g. ``generation.beam_size=5``)."""
-        _, restored = restore_checkpoint(path, captioning.NAME, overrides, device)
+        _, restored = restore_checkpoint(path, CaptioningTask.name, overrides, device)
         return cls(restored.model, restored.task.vocab, restored.config, restored.device)
 
     def with_overrides(self, overrides: Sequence[str]) -> CaptioningConfig:

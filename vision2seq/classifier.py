@@ -26,7 +26,7 @@ from vision2seq.data.video_datasets import VideoSample
 from vision2seq.data.video_loaders import IndexedClips
 from vision2seq.models.clip_classifier import VideoModel
 from vision2seq.resources import ensure_threads, worker_count
-from vision2seq.tasks import restore_checkpoint, video_classification
+from vision2seq.tasks import restore_checkpoint
 from vision2seq.tasks.video_classification import VideoClassificationTask
 
 # Frames the encoder sees per forward pass in `VideoClassifier.classify`.
@@ -98,7 +98,7 @@ class VideoClassifier:
     ) -> VideoClassifier:
         """Load a video-classification checkpoint safely; ``device``: auto/cpu/cuda; ``overrides``:
         ``key=value`` changes to its config (e.g. ``data.test_clips=3``)."""
-        _, restored = restore_checkpoint(path, video_classification.NAME, overrides, device)
+        _, restored = restore_checkpoint(path, VideoClassificationTask.name, overrides, device)
         return cls(restored.model, restored.task.class_names, restored.config, restored.device)
 
     def with_overrides(self, overrides: Sequence[str]) -> VideoConfig:

@@ -20,7 +20,7 @@ from vision2seq.errors import UserError
 from vision2seq.resources import threads_for_run, worker_count
 from vision2seq.run_dir import claim_output_dir
 from vision2seq.tasks import TASKS
-from vision2seq.tasks.common import encoder_state
+from vision2seq.tasks.base import encoder_state
 
 
 def init_weights(model: nn.Module, task: Any, path: str | Path, checkpoint: dict | None = None) -> None:

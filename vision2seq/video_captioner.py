@@ -24,8 +24,8 @@ from vision2seq.data.vocab import Vocabulary
 from vision2seq.models.generation import with_settings
 from vision2seq.models.video_captioner import VideoCaptionModel
 from vision2seq.resources import ensure_threads
-from vision2seq.tasks import captioning, restore_checkpoint, video_captioning
-from vision2seq.tasks.common import Restored
+from vision2seq.tasks import CaptioningTask, VideoCaptioningTask, restore_checkpoint
+from vision2seq.tasks.base import Restored
 
 __all__ = ["CaptionResult", "VideoCaptioner", "find_inputs", "load_captioner"]
 
@@ -52,7 +52,7 @@ class VideoCaptioner:
     ) -> VideoCaptioner:
         """Load a video-captioning checkpoint (``best.pt`` / ``last.pt``) safely; ``device``:
         auto/cpu/cuda; ``overrides``: ``key=value`` changes to its config (e.g. ``data.num_frames=16``)."""
-        _, restored = restore_checkpoint(path, video_captioning.NAME, overrides, device)
+        _, restored = restore_checkpoint(path, VideoCaptioningTask.name, overrides, device)
         return cls.from_restored(restored)
 
     @classmethod
@@ -130,8 +130,10 @@ def load_captioner(
     Raises:
         CheckpointError: not a captioning checkpoint (the message names the command that uses it).
     """
-    module, restored = restore_checkpoint(path, (captioning.NAME, video_captioning.NAME), overrides, device)
-    if module is video_captioning:
+    task, restored = restore_checkpoint(
+        path, (CaptioningTask.name, VideoCaptioningTask.name), overrides, device
+    )
+    if task is VideoCaptioningTask:
         return VideoCaptioner.from_restored(restored)
     return Captioner(restored.model, restored.task.vocab, restored.config, restored.device)
 

@@ -1,5 +1,5 @@
 """The image-captioning task: its loss, predictions and evaluator, and how its model and loaders are built
-from a config or restored from a checkpoint (the names every task module exposes; see ``tasks``)."""
+from a config or restored from a checkpoint (one class implementing ``tasks.base.Task``)."""
 
 from __future__ import annotations
 
@@ -20,22 +20,7 @@ from vision2seq.models.captioner import CaptionModel, attention_regularization, 
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.normalization import FeatureNorm, fit_feature_norm
 from vision2seq.scst import CiderDReward, SelfCritical, SelfCriticalLoss
-from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
-
-NAME = "captioning"
-COMMAND = "vision2seq caption"
-"""The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
-EXTRAS = "vocab"
-"""The entry of a checkpoint's ``extras`` this task needs (a list)."""
-
-
-def check_extras(vocab: Any) -> str | None:
-    """What is wrong with a checkpoint's vocabulary, or None."""
-    try:
-        Vocabulary(vocab)
-    except VocabularyError as exc:
-        return f"malformed vocabulary in the checkpoint: {exc}"
-    return None
+from vision2seq.tasks.base import Built, Restored, apply_overrides, start_encoder
 
 
 class BatchCaptionEvaluator:
@@ -62,7 +47,10 @@ class CaptioningTask:
             document frequencies come from them).
     """
 
-    name = NAME
+    name = "captioning"
+    command = "vision2seq caption"
+    extras = "vocab"
+    schema: type = CaptioningConfig
     inputs = ("images", "features")
     monitor = "bleu_4"
 
@@ -129,7 +117,78 @@ class CaptioningTask:
         ]
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {EXTRAS: self.vocab.to_list()}
+        return {self.extras: self.vocab.to_list()}
+
+    @staticmethod
+    def check_extras(vocab: Any) -> str | None:
+        """What is wrong with a checkpoint's vocabulary, or None."""
+        try:
+            Vocabulary(vocab)
+        except VocabularyError as exc:
+            return f"malformed vocabulary in the checkpoint: {exc}"
+        return None
+
+    @classmethod
+    def build(
+        cls,
+        config: CaptioningConfig,
+        device: torch.device,
+        dist: DistContext = SINGLE,
+        init: Mapping[str, Any] | None = None,
+    ) -> Built:
+        """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
+        from vision2seq.data.caption_datasets import build_caption_data
+
+        # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
+        encoder = start_encoder(build_encoder(config, load_weights=not init), init)
+        data = build_caption_data(config, encoder, device, dist=dist)
+        # Building the feature cache may draw from the RNG; re-seed so the decoder's initial weights depend
+        # only on the seed, whether or not the cache already existed.
+        seed_everything(config.seed + 1)
+        model = build_model(config, data.vocab, encoder=encoder)
+        fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
+        return Built(
+            cls(config, data.vocab, scst_references(config, data.train)), model, data.train, data.val
+        )
+
+    @classmethod
+    def eval_loader(cls, config: CaptioningConfig, model: CaptionModel, split: str, device: torch.device):
+        """One item per image of ``split``, with its references (features from the cache when frozen)."""
+        from vision2seq.data.caption_datasets import build_eval_loader
+
+        return build_eval_loader(config, model.encoder, device, split)
+
+    @classmethod
+    def restore(
+        cls, checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
+    ) -> Restored:
+        """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is
+        built."""
+        decoder = checkpoint["config"].get("model", {}).get("decoder", {})
+        if isinstance(decoder, dict) and "conditioning" not in decoder:
+            # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's
+            # pre-inject.
+            overrides = ["model.decoder.conditioning=pre", *overrides]
+        if isinstance(decoder, dict) and "positions" not in decoder:
+            # Written before grid positions existed: its attention decoder reads the grid without them.
+            overrides = ["model.decoder.positions=false", *overrides]
+        config = apply_overrides(checkpoint, source, overrides)
+        vocab = Vocabulary(checkpoint["extras"][cls.extras])
+        return Restored.build(
+            cls(config, vocab),
+            lambda: build_model(config, vocab, load_weights=False),
+            checkpoint,
+            source,
+            device,
+        )
+
+
+def scst_references(config: Any, train: Any) -> dict[str, Sequence[str]] | None:
+    """Under SCST, the raw references of every training item by key (the reward's document frequencies
+    come from them); None for cross-entropy."""
+    if config.train.objective != "scst":
+        return None
+    return {r.key: r.captions for r in train.dataset.records}
 
 
 def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageEncoder:
@@ -161,29 +220,6 @@ def build_model(
     return CaptionModel(encoder, decoder, vocab.bos_id, vocab.eos_id, norm)
 
 
-def build(
-    config: CaptioningConfig,
-    device: torch.device,
-    dist: DistContext = SINGLE,
-    init: Mapping[str, Any] | None = None,
-) -> Built:
-    """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
-    from vision2seq.data.caption_datasets import build_caption_data
-
-    # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
-    encoder = start_encoder(build_encoder(config, load_weights=not init), init)
-    data = build_caption_data(config, encoder, device, dist=dist)
-    # Building the feature cache may draw from the RNG; re-seed so the decoder's initial weights depend
-    # only on the seed, whether or not the cache already existed.
-    seed_everything(config.seed + 1)
-    model = build_model(config, data.vocab, encoder=encoder)
-    fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
-    references = None
-    if config.train.objective == "scst":
-        references = {r.key: r.captions for r in data.train.dataset.records}
-    return Built(CaptioningTask(config, data.vocab, references), model, data.train, data.val)
-
-
 def fit_normalization(
     model: CaptionModel, dataset: Any, seed: int, batch_size: int, device: torch.device
 ) -> None:
@@ -209,29 +245,3 @@ def fit_normalization(
         model.norm, ImageItems(dataset.source), collate_captions, raw, seed, batch_size=batch_size
     )
     encoder.train(was_training)
-
-
-def eval_loader(config: CaptioningConfig, model: CaptionModel, split: str, device: torch.device):
-    """One item per image of ``split``, with its references (features from the cache when frozen)."""
-    from vision2seq.data.caption_datasets import build_eval_loader
-
-    return build_eval_loader(config, model.encoder, device, split)
-
-
-def restore(
-    checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
-) -> Restored:
-    """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
-    decoder = checkpoint["config"].get("model", {}).get("decoder", {})
-    if isinstance(decoder, dict) and "conditioning" not in decoder:
-        # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's pre-inject.
-        overrides = ["model.decoder.conditioning=pre", *overrides]
-    if isinstance(decoder, dict) and "positions" not in decoder:
-        # Written before grid positions existed: its attention decoder reads the grid without them.
-        overrides = ["model.decoder.positions=false", *overrides]
-    config = apply_overrides(checkpoint, source, overrides)
-    vocab = Vocabulary(checkpoint["extras"][EXTRAS])
-    task = CaptioningTask(config, vocab)
-    return Restored.build(
-        task, lambda: build_model(config, vocab, load_weights=False), checkpoint, source, device
-    )

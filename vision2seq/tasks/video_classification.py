@@ -1,5 +1,5 @@
 """The video-classification task: its loss, predictions and evaluator, and how its model and loaders are
-built from a config or restored from a checkpoint (the names every task module exposes; see ``tasks``)."""
+built from a config or restored from a checkpoint (one class implementing ``tasks.base.Task``)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,7 @@ from vision2seq.evaluation.accuracy import ClassificationEvaluator
 from vision2seq.models.clip_classifier import ClipClassifier, VideoModel
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.normalization import DEFAULT_MAX_ITEMS, FeatureNorm, fit_feature_norm
-from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
-
-NAME = "video_classification"
-COMMAND = "vision2seq classify"
-"""The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
-EXTRAS = "labels"
-"""The entry of a checkpoint's ``extras`` this task needs (the class names, a list)."""
+from vision2seq.tasks.base import Built, Restored, apply_overrides, start_encoder
 
 
 def build_encoder(config: VideoConfig, load_weights: bool = True) -> ImageEncoder:
@@ -81,15 +75,6 @@ def fit_normalization(
     encoder.train(was_training)
 
 
-def check_extras(labels: Any) -> str | None:
-    """What is wrong with a checkpoint's class names, or None."""
-    if not (labels and all(isinstance(x, str) and x for x in labels)):
-        return "malformed class labels in the checkpoint (not a list of names)"
-    if len(set(labels)) != len(labels):
-        return "malformed class labels in the checkpoint (a name listed twice)"
-    return None
-
-
 class VideoEvaluator:
     """Clip-level and video-level (clip scores averaged) accuracy from the task's predictions."""
 
@@ -115,7 +100,10 @@ class VideoEvaluator:
 class VideoClassificationTask:
     """Cross-entropy on clip logits; predictions are softmax scores averaged over a video's clips."""
 
-    name = NAME
+    name = "video_classification"
+    command = "vision2seq classify"
+    extras = "labels"
+    schema: type = VideoConfig
     inputs = ("frames", "features")
     monitor = "top1"
 
@@ -146,43 +134,57 @@ class VideoClassificationTask:
         ]
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {EXTRAS: list(self.class_names)}
+        return {self.extras: list(self.class_names)}
 
+    @staticmethod
+    def check_extras(labels: Any) -> str | None:
+        """What is wrong with a checkpoint's class names, or None."""
+        if not (labels and all(isinstance(x, str) and x for x in labels)):
+            return "malformed class labels in the checkpoint (not a list of names)"
+        if len(set(labels)) != len(labels):
+            return "malformed class labels in the checkpoint (a name listed twice)"
+        return None
 
-def build(
-    config: VideoConfig,
-    device: torch.device,
-    dist: DistContext = SINGLE,
-    init: Mapping[str, Any] | None = None,
-) -> Built:
-    """The task, model and loaders of a training run (class names from the dataset's layout)."""
-    from vision2seq.data.video_loaders import build_video_data
+    @classmethod
+    def build(
+        cls,
+        config: VideoConfig,
+        device: torch.device,
+        dist: DistContext = SINGLE,
+        init: Mapping[str, Any] | None = None,
+    ) -> Built:
+        """The task, model and loaders of a training run (class names from the dataset's layout)."""
+        from vision2seq.data.video_loaders import build_video_data
 
-    # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
-    encoder = start_encoder(build_encoder(config, load_weights=not init), init)
-    data = build_video_data(config, encoder, device, dist)
-    seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
-    model = build_model(config, len(data.class_names), encoder=encoder)
-    fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
-    return Built(VideoClassificationTask(config, data.class_names), model, data.train, data.val)
+        # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
+        encoder = start_encoder(build_encoder(config, load_weights=not init), init)
+        data = build_video_data(config, encoder, device, dist)
+        seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
+        model = build_model(config, len(data.class_names), encoder=encoder)
+        fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
+        return Built(cls(config, data.class_names), model, data.train, data.val)
 
+    @classmethod
+    def eval_loader(cls, config: VideoConfig, model: VideoModel, split: str, device: torch.device):
+        """Every video of ``split`` with its label (features from the training run's cache when frozen)."""
+        from vision2seq.data.video_loaders import clip_datasets, load_video_list, make_loader
 
-def eval_loader(config: VideoConfig, model: VideoModel, split: str, device: torch.device):
-    """Every video of ``split`` with its label (features from the training run's cache when frozen)."""
-    from vision2seq.data.video_loaders import clip_datasets, load_video_list, make_loader
+        videos = load_video_list(config, split)
+        [dataset] = clip_datasets(config, model.encoder, [(videos, False)], device)
+        return make_loader(dataset, config, False, device)
 
-    videos = load_video_list(config, split)
-    [dataset] = clip_datasets(config, model.encoder, [(videos, False)], device)
-    return make_loader(dataset, config, False, device)
-
-
-def restore(
-    checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
-) -> Restored:
-    """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
-    config = apply_overrides(checkpoint, source, overrides)
-    names = list(checkpoint["extras"][EXTRAS])
-    task = VideoClassificationTask(config, names)
-    return Restored.build(
-        task, lambda: build_model(config, len(names), load_weights=False), checkpoint, source, device
-    )
+    @classmethod
+    def restore(
+        cls, checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
+    ) -> Restored:
+        """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is
+        built."""
+        config = apply_overrides(checkpoint, source, overrides)
+        names = list(checkpoint["extras"][cls.extras])
+        return Restored.build(
+            cls(config, names),
+            lambda: build_model(config, len(names), load_weights=False),
+            checkpoint,
+            source,
+            device,
+        )
