@@ -47,7 +47,8 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
     with torch.no_grad():
         for batch in loader:
             batch.pop("errors", None)
-            captions.update(restored.task.predict_step(restored.model, batch))
+            predicted = restored.task.predict_step(restored.model, batch).captions
+            captions.update(zip(batch["keys"], predicted, strict=True))
             references.update(zip(batch["keys"], batch["references"], strict=True))
     evaluator = CaptionEvaluator()
     evaluator.update(captions, references)

@@ -1,30 +1,27 @@
 """Captioning from Python: ``Captioner.from_checkpoint(path).caption(images)``.
 
-A checkpoint carries everything needed (weights, config, vocabulary); nothing is downloaded.
+A checkpoint carries everything needed (weights, config, vocabulary); nothing is downloaded. Captions
+come from the task's ``predict_step`` through the shared ``inference.predictor.Predictor``.
 """
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from vision2seq.config import CaptioningConfig, with_overrides
-from vision2seq.data.images import ImageFiles, collate_good, load_image
-from vision2seq.data.tokenizer import detokenize
+from vision2seq.data.images import ImageFiles, find_images, load_image
 from vision2seq.data.vocab import Vocabulary
+from vision2seq.inference.predictor import Predictor
 from vision2seq.models.captioner import CaptionModel
 from vision2seq.models.generation import with_settings
-from vision2seq.resources import ensure_threads, worker_count
 from vision2seq.tasks import CaptioningTask, restore_checkpoint
+from vision2seq.tasks.base import Restored
+from vision2seq.tasks.captioning import Captions
 
 
 @dataclass
@@ -35,11 +32,17 @@ class CaptionResult:
     caption: str | None = None
     error: str | None = None
     attention: torch.Tensor | None = None
-    """``(tokens, grid_h, grid_w)`` attention weights when requested from an attention decoder."""
+    """``(tokens, grid_h, grid_w)`` attention weights when requested from an attention decoder
+    (``(tokens, T)`` over a clip's frames from a ``VideoCaptioner``)."""
 
 
 class Captioner:
     """A trained captioning model ready to caption images."""
+
+    task_class: type[CaptioningTask] = CaptioningTask
+    """The task whose checkpoints it opens."""
+    input_name = "images"
+    """The batch entry of its preprocessed inputs."""
 
     def __init__(
         self,
@@ -48,9 +51,8 @@ class Captioner:
         config: CaptioningConfig,
         device: torch.device | str = "cpu",
     ) -> None:
-        ensure_threads()  # the CLI's automatic thread count, unless the user chose one
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.predictor = Predictor(self.task_class(config, vocab), model, device)
+        self.device, self.model = self.predictor.device, self.predictor.model
         self.vocab, self.config = vocab, config
         self.transform = model.encoder.preprocessing.transform()
 
@@ -58,16 +60,36 @@ class Captioner:
     def from_checkpoint(
         cls, path: str | Path, device: str = "auto", overrides: Sequence[str] = ()
     ) -> Captioner:
-        """Load a captioning checkpoint (``best.pt`` / ``last.pt``) safely; ``device``: auto/cpu/cuda;
+        """Load a checkpoint of its task (``best.pt`` / ``last.pt``) safely; ``device``: auto/cpu/cuda;
         ``overrides``: ``key=value`` changes to its config (e.g. ``generation.beam_size=5``)."""
-        _, restored = restore_checkpoint(path, CaptioningTask.name, overrides, device)
+        _, restored = restore_checkpoint(path, cls.task_class.name, overrides, device)
+        return cls.from_restored(restored)
+
+    @classmethod
+    def from_restored(cls, restored: Restored) -> Captioner:
+        """The captioner of a restored checkpoint (``tasks.restore_checkpoint``)."""
         return cls(restored.model, restored.task.vocab, restored.config, restored.device)
 
     def with_overrides(self, overrides: Sequence[str]) -> CaptioningConfig:
         """The checkpoint's config with ``key=value`` overrides applied (e.g. new data paths)."""
         return with_overrides(self.config, list(overrides), "checkpoint config")  # type: ignore[return-value]
 
-    @torch.no_grad()
+    @staticmethod
+    def find_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
+        """Expand command-line inputs (image files, folders, globs): the paths and one error line per
+        input that matched nothing."""
+        return find_images(list(inputs))
+
+    def _options(
+        self,
+        beam_size: int | None = None,
+        max_len: int | None = None,
+        length_penalty: float | None = None,
+        return_attention: bool = False,
+    ) -> dict:
+        settings = with_settings(self.config.generation, beam_size, max_len, length_penalty)
+        return {"settings": settings, "return_attention": return_attention}
+
     def caption_tensors(
         self,
         images: torch.Tensor,
@@ -77,19 +99,11 @@ class Captioner:
         length_penalty: float | None = None,
         return_attention: bool = False,
     ) -> tuple[list[str], list[torch.Tensor] | None]:
-        """Caption a batch of preprocessed images ``(B, 3, H, W)``."""
-        settings = with_settings(self.config.generation, beam_size, max_len, length_penalty)
-        features = self.model.features({"images": images.to(self.device)})
-        result = self.model.generate(features, settings, return_attention)
-        captions = [detokenize(self.vocab.decode(tokens)) for tokens in result.tokens]
-        attention = None
-        if return_attention and result.attention is not None:
-            h, w = self.model.encoder.grid_size
-            attention = [
-                a.reshape(a.shape[0], h, w).cpu() if a.shape[-1] == h * w else a.cpu()
-                for a in result.attention
-            ]
-        return captions, attention
+        """Caption a batch of preprocessed images ``(B, 3, H, W)``; with ``return_attention``, each
+        caption's ``(tokens, grid_h, grid_w)`` attention maps."""
+        options = self._options(beam_size, max_len, length_penalty, return_attention)
+        out = self.predictor.predict({self.input_name: images}, **options)
+        return out.captions, out.attention
 
     def caption(self, images: Sequence[str | Path | Image.Image], **generation) -> list[str]:
         """Captions of image files or PIL images; a bad file raises ``ImageReadError`` naming it."""
@@ -116,37 +130,20 @@ class Captioner:
         others are still captioned.
         """
         paths = [Path(p) for p in paths]
-        dataset = ImageFiles(paths, self.transform)
-        caption = functools.partial(self.caption_tensors, **generation)
-        yield from caption_in_batches(dataset, paths, caption, batch_size, num_workers, progress, self.device)
+        yield from self.predictor.predict_files(
+            self._dataset(paths),
+            paths,
+            lambda inputs: {self.input_name: inputs},
+            split=Captions.items,
+            result=lambda file, item: CaptionResult(file, item[0], None, item[1]),
+            failed=lambda file, message: CaptionResult(file, error=message),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+            desc="captioning",
+            **self._options(**generation),
+        )
 
-
-def caption_in_batches(
-    dataset: Any,
-    paths: list[Path],
-    caption: Callable[[torch.Tensor], tuple[list[str], list[torch.Tensor] | None]],
-    batch_size: int,
-    num_workers: int,
-    progress: bool | None,
-    device: torch.device,
-) -> Iterator[CaptionResult]:
-    """Decode ``dataset`` (items: an input tensor, or the one-line reason it could not be read) in worker
-    processes, ``caption`` it batch by batch, and yield one result per path in input order."""
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=min(worker_count(num_workers), len(paths) // batch_size),
-        collate_fn=collate_good,
-        pin_memory=device.type == "cuda",
-    )
-    show = progress if progress is not None else len(paths) > batch_size
-    bar = tqdm(total=len(paths), desc="captioning", disable=None if show else True, file=sys.stderr)
-    for indices, inputs, errors in loader:
-        results: dict[int, CaptionResult] = {i: CaptionResult(str(paths[i]), error=e) for i, e in errors}
-        if inputs is not None:
-            captions, attention = caption(inputs)
-            for n, (i, text) in enumerate(zip(indices.tolist(), captions, strict=True)):
-                results[i] = CaptionResult(str(paths[i]), text, None, attention[n] if attention else None)
-        bar.update(len(results))
-        yield from (results[i] for i in sorted(results))
-    bar.close()
+    def _dataset(self, paths: list[Path]) -> torch.utils.data.Dataset:
+        """``(index, input tensor)`` or ``(index, error line)`` per path."""
+        return ImageFiles(paths, self.transform)

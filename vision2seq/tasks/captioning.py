@@ -4,12 +4,13 @@ from a config or restored from a checkpoint (one class implementing ``tasks.base
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from vision2seq.config import CaptioningConfig
+from vision2seq.config import CaptioningConfig, GenerationConfig
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary, VocabularyError
 from vision2seq.distributed import SINGLE, DistContext
@@ -23,14 +24,33 @@ from vision2seq.scst import CiderDReward, SelfCritical, SelfCriticalLoss
 from vision2seq.tasks.base import Built, Restored, apply_overrides, start_encoder
 
 
+@dataclass
+class Captions:
+    """A batch's generated captions, in batch order, and with ``return_attention`` each caption's
+    attention: ``(tokens, grid_h, grid_w)`` maps over an image's grid, ``(tokens, T)`` over a clip's
+    frames (row ``i``: the weights used to predict token ``i``)."""
+
+    captions: list[str]
+    attention: list[torch.Tensor] | None = None
+
+    def items(self) -> list[tuple[str, torch.Tensor | None]]:
+        """One ``(caption, attention or None)`` per item."""
+        attention = self.attention or [None] * len(self.captions)
+        return list(zip(self.captions, attention, strict=True))
+
+
 class BatchCaptionEvaluator:
     """Feeds generated captions and the batch's references to a ``CaptionEvaluator``."""
 
     def __init__(self) -> None:
         self.scorer = CaptionEvaluator()
 
-    def update(self, predictions: dict[str, str], batch: Mapping[str, Any]) -> None:
-        self.scorer.update(predictions, dict(zip(batch["keys"], batch["references"], strict=True)))
+    def update(self, predictions: Captions, batch: Mapping[str, Any]) -> None:
+        keys = batch["keys"]
+        self.scorer.update(
+            dict(zip(keys, predictions.captions, strict=True)),
+            dict(zip(keys, batch["references"], strict=True)),
+        )
 
     def compute(self) -> dict[str, float]:
         return self.scorer.compute()
@@ -97,12 +117,29 @@ class CaptioningTask:
             losses["attention_reg"] = reg.detach()
         return losses
 
-    def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
-        result = model.generate(model.features(batch), self.config.generation)
-        return {
-            key: detokenize(self.vocab.decode(tokens))
-            for key, tokens in zip(batch["keys"], result.tokens, strict=True)
-        }
+    def predict_step(
+        self,
+        model: CaptionModel,
+        batch: Mapping[str, Any],
+        settings: GenerationConfig | None = None,
+        return_attention: bool = False,
+    ) -> Captions:
+        """Generate (``settings``: the config's ``generation`` unless given) and detokenize: the one place
+        evaluation, ``caption`` and the Python entry points turn a batch into captions."""
+        result = model.generate(model.features(batch), settings or self.config.generation, return_attention)
+        captions = [detokenize(self.vocab.decode(tokens)) for tokens in result.tokens]
+        if not return_attention or result.attention is None:
+            return Captions(captions)
+        return Captions(captions, [self.attention_map(model, a) for a in result.attention])
+
+    @staticmethod
+    def attention_map(model: CaptionModel, attention: torch.Tensor) -> torch.Tensor:
+        """One caption's ``(tokens, positions)`` attention as ``(tokens, grid_h, grid_w)`` maps, on the CPU
+        (a pooled encoder's single position stays as it is)."""
+        h, w = model.encoder.grid_size
+        if attention.shape[-1] == h * w:
+            return attention.reshape(attention.shape[0], h, w).cpu()
+        return attention.cpu()
 
     def make_evaluator(self) -> BatchCaptionEvaluator:
         return BatchCaptionEvaluator()

@@ -34,6 +34,11 @@ class VideoCaptioningTask(CaptioningTask):
     inputs = ("frames", "features")
     monitor = "cider"
 
+    @staticmethod
+    def attention_map(model: torch.nn.Module, attention: torch.Tensor) -> torch.Tensor:
+        """One caption's attention over the clip's frames, ``(tokens, T)``, on the CPU."""
+        return attention.cpu()
+
     def parameter_groups(self, model: VideoCaptionModel) -> list[dict[str, Any]]:
         return [
             {
