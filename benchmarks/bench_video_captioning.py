@@ -72,10 +72,10 @@ def make_dataset(root: Path, s: Sizes) -> tuple[Path, Path]:
 
 def run(ctx: Context) -> list[Figure]:
     from vision2seq.config import VideoCaptioningConfig
-    from vision2seq.data.video_caption_loaders import build_video_caption_data, load_clips
-    from vision2seq.engine import move_to
+    from vision2seq.data.video.caption_loaders import build_video_caption_data, load_clips
+    from vision2seq.engine.loop import move_to
+    from vision2seq.inference.video_captioner import VideoCaptioner
     from vision2seq.tasks.video_captioning import VideoCaptioningTask, build_encoder, build_model
-    from vision2seq.video_captioner import VideoCaptioner
 
     s = QUICK if ctx.quick else FULL
     ctx.log(f"writing {s.clips} {s.width}x{s.height} MPEG-4 clips")

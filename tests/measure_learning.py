@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from scenes import COLOURS, colour_shape_accuracy, make_scenes, relation_accuracy, truth
 
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import load_config
-from vision2seq.evaluation.captions import CaptionEvaluator
+from vision2seq.engine.checkpoint import load_checkpoint
+from vision2seq.evaluation.caption_metrics import CaptionEvaluator
 from vision2seq.tasks import checkpoint_task
 from vision2seq.train import train
 

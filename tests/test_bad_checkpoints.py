@@ -16,10 +16,10 @@ from bad_inputs import make_good
 from tiny_models import TinyRun, assert_one_error, run_cli
 from video_fixtures import moving_square_frames, write_video
 
-from vision2seq import checkpoint
-from vision2seq.captioner import Captioner
-from vision2seq.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from vision2seq.classifier import VideoClassifier
+from vision2seq.engine import checkpoint
+from vision2seq.engine.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from vision2seq.inference.captioner import Captioner
+from vision2seq.inference.classifier import VideoClassifier
 
 # Shared fixtures (see tiny_models): the tiny checkpoints, and torch on one thread for these tests.
 tiny_captioner = tiny_models.tiny_captioner

@@ -7,9 +7,9 @@ import pytest
 import tiny_models
 import torch
 
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import EncoderConfig, load_config
 from vision2seq.data.caption_datasets import CaptionGroups, CaptionPairs, collate_captions
+from vision2seq.engine.checkpoint import load_checkpoint
 from vision2seq.tasks import captioning
 
 torch_one_thread = tiny_models.torch_one_thread

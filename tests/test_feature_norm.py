@@ -11,11 +11,11 @@ import tiny_models
 import torch
 from PIL import Image
 
-from vision2seq.captioner import Captioner
-from vision2seq.checkpoint import load_checkpoint, save_checkpoint
-from vision2seq.classifier import VideoClassifier
 from vision2seq.config import with_overrides
 from vision2seq.data.captions import load_caption_dataset, select_split
+from vision2seq.engine.checkpoint import load_checkpoint, save_checkpoint
+from vision2seq.inference.captioner import Captioner
+from vision2seq.inference.classifier import VideoClassifier
 from vision2seq.models.normalization import FeatureNorm, RunningMoments
 from vision2seq.tasks import captioning, video_classification
 

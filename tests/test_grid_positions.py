@@ -14,9 +14,9 @@ import pytest
 import tiny_models
 import torch
 
-from vision2seq.checkpoint import load_checkpoint, save_checkpoint
 from vision2seq.config import with_overrides
-from vision2seq.models.captioner import AttentionDecoder, grid_shape, sinusoidal_grid
+from vision2seq.engine.checkpoint import load_checkpoint, save_checkpoint
+from vision2seq.models.caption_model import AttentionDecoder, grid_shape, sinusoidal_grid
 from vision2seq.tasks import captioning
 
 FEATURE_DIM, VOCAB = 12, 20

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vision2seq.engine import evaluate
+from vision2seq.engine.loop import evaluate
 from vision2seq.resources import ensure_threads
 from vision2seq.tasks import restore_checkpoint
 from vision2seq.train import check_data_paths

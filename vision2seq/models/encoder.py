@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
-from vision2seq.checkpoint import refusal_reason
+from vision2seq.engine.checkpoint import refusal_reason
 from vision2seq.errors import UserError
 
 # Top-level children from which the classifier head begins; everything before them is the trunk.

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vision2seq.checkpoint import CheckpointError, load_checkpoint
+from vision2seq.engine.checkpoint import CheckpointError, load_checkpoint
 from vision2seq.tasks.base import Restored, Task
 from vision2seq.tasks.captioning import CaptioningTask
 from vision2seq.tasks.video_captioning import VideoCaptioningTask

@@ -11,10 +11,10 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
-from vision2seq.checkpoint import restore_model
 from vision2seq.config import ExperimentConfig, config_from_dict, with_overrides
-from vision2seq.distributed import SINGLE, DistContext, resolve_device
-from vision2seq.engine import Evaluator
+from vision2seq.engine.checkpoint import restore_model
+from vision2seq.engine.distributed import SINGLE, DistContext, resolve_device
+from vision2seq.engine.loop import Evaluator
 
 
 class Task(Protocol):

@@ -13,15 +13,15 @@ import torch.nn.functional as F
 from vision2seq.config import CaptioningConfig, GenerationConfig
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary, VocabularyError
-from vision2seq.distributed import SINGLE, DistContext
-from vision2seq.engine import seed_everything
+from vision2seq.engine.distributed import SINGLE, DistContext
+from vision2seq.engine.loop import seed_everything
 from vision2seq.errors import UserError
-from vision2seq.evaluation.captions import CaptionEvaluator
-from vision2seq.models.captioner import CaptionModel, attention_regularization, build_decoder
+from vision2seq.evaluation.caption_metrics import CaptionEvaluator
+from vision2seq.models.caption_model import CaptionModel, attention_regularization, build_decoder
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.normalization import FeatureNorm, fit_feature_norm
-from vision2seq.scst import CiderDReward, SelfCritical, SelfCriticalLoss
 from vision2seq.tasks.base import Built, Restored, apply_overrides, start_encoder
+from vision2seq.tasks.scst import CiderDReward, SelfCritical, SelfCriticalLoss
 
 
 @dataclass

@@ -15,11 +15,11 @@ import torch
 
 from vision2seq.config import VideoCaptioningConfig
 from vision2seq.data.vocab import Vocabulary
-from vision2seq.distributed import SINGLE, DistContext
-from vision2seq.engine import seed_everything
-from vision2seq.models.captioner import AttentionDecoder
+from vision2seq.engine.distributed import SINGLE, DistContext
+from vision2seq.engine.loop import seed_everything
+from vision2seq.models.caption_model import AttentionDecoder
 from vision2seq.models.encoder import ImageEncoder
-from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
+from vision2seq.models.video_caption_model import TemporalEncoder, VideoCaptionModel
 from vision2seq.tasks.base import Built, Restored, apply_overrides, start_encoder
 from vision2seq.tasks.captioning import CaptioningTask, scst_references
 
@@ -60,7 +60,7 @@ class VideoCaptioningTask(CaptioningTask):
         init: Mapping[str, Any] | None = None,
     ) -> Built:
         """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
-        from vision2seq.data.video_caption_loaders import build_video_caption_data
+        from vision2seq.data.video.caption_loaders import build_video_caption_data
 
         # ``init``: the encoder weights of train.init_from, loaded before the cache is made.
         encoder = start_encoder(build_encoder(config, load_weights=not init), init)
@@ -76,7 +76,7 @@ class VideoCaptioningTask(CaptioningTask):
         cls, config: VideoCaptioningConfig, model: VideoCaptionModel, split: str, device: torch.device
     ):
         """One item per clip of ``split``, with its references (features from the cache when frozen)."""
-        from vision2seq.data.video_caption_loaders import build_eval_loader
+        from vision2seq.data.video.caption_loaders import build_eval_loader
 
         return build_eval_loader(config, model.encoder, device, split)
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from vision2seq.config import VideoConfig
-from vision2seq.distributed import SINGLE, DistContext
-from vision2seq.engine import seed_everything
+from vision2seq.engine.distributed import SINGLE, DistContext
+from vision2seq.engine.loop import seed_everything
 from vision2seq.evaluation.accuracy import ClassificationEvaluator
 from vision2seq.models.clip_classifier import ClipClassifier, VideoModel
 from vision2seq.models.encoder import ImageEncoder
@@ -59,7 +59,7 @@ def fit_normalization(
     """Set the model's feature statistics from training clips: their cached per-frame features, or a
     bounded pass of the encoder over decoded clips, in the mode it trains in (see
     ``captioning.fit_normalization``)."""
-    from vision2seq.data.video_loaders import CachedClips, collate_clips
+    from vision2seq.data.video.loaders import CachedClips, collate_clips
 
     encoder = model.encoder
     was_training = encoder.training
@@ -154,7 +154,7 @@ class VideoClassificationTask:
         init: Mapping[str, Any] | None = None,
     ) -> Built:
         """The task, model and loaders of a training run (class names from the dataset's layout)."""
-        from vision2seq.data.video_loaders import build_video_data
+        from vision2seq.data.video.loaders import build_video_data
 
         # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
         encoder = start_encoder(build_encoder(config, load_weights=not init), init)
@@ -167,7 +167,7 @@ class VideoClassificationTask:
     @classmethod
     def eval_loader(cls, config: VideoConfig, model: VideoModel, split: str, device: torch.device):
         """Every video of ``split`` with its label (features from the training run's cache when frozen)."""
-        from vision2seq.data.video_loaders import clip_datasets, load_video_list, make_loader
+        from vision2seq.data.video.loaders import clip_datasets, load_video_list, make_loader
 
         videos = load_video_list(config, split)
         [dataset] = clip_datasets(config, model.encoder, [(videos, False)], device)

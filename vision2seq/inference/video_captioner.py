@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from vision2seq.captioner import Captioner, CaptionResult
-from vision2seq.data.video_clips import VideoClipDataset
-from vision2seq.data.video_datasets import VideoSample
-from vision2seq.data.video_loaders import IndexedClips
+from vision2seq.data.video.clips import VideoClipDataset
+from vision2seq.data.video.datasets import VideoSample
+from vision2seq.data.video.loaders import IndexedClips
+from vision2seq.inference.captioner import Captioner, CaptionResult
 from vision2seq.tasks import restore_checkpoint
 from vision2seq.tasks.video_captioning import VideoCaptioningTask
 
@@ -34,7 +34,7 @@ class VideoCaptioner(Captioner):
     def find_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
         """Expand command-line inputs (video files, frame folders, folders of clips, globs): the paths and
         one error line per input that matched nothing."""
-        from vision2seq.classifier import find_videos
+        from vision2seq.inference.classifier import find_videos
 
         return find_videos(list(inputs))
 

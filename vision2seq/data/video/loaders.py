@@ -31,8 +31,8 @@ from vision2seq.data.features import (
 from vision2seq.data.images import collate_good
 from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options, lone_last_batch
 from vision2seq.data.sampling import ClipSampling, FrameGrid
-from vision2seq.data.video_clips import VideoClipDataset
-from vision2seq.data.video_datasets import (
+from vision2seq.data.video.clips import VideoClipDataset
+from vision2seq.data.video.datasets import (
     VideoList,
     VideoSample,
     carve_validation,
@@ -41,7 +41,7 @@ from vision2seq.data.video_datasets import (
     parse_hmdb51,
     parse_ucf101,
 )
-from vision2seq.distributed import SINGLE, DistContext
+from vision2seq.engine.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.resources import worker_count
@@ -277,7 +277,7 @@ def _training_cache(
 ) -> tuple[str, list[Path]] | None:
     """The fingerprint and paths of the cache training built (train + val clips), when it exists and
     holds every ``wanted`` clip: evaluating after training then reuses it instead of re-encoding."""
-    quiet = logging.getLogger("vision2seq.data.video_datasets")
+    quiet = logging.getLogger("vision2seq.data.video.datasets")
     was, quiet.disabled = quiet.disabled, True  # the training run already reported missing clips
     try:
         paths = _cached_paths(load_video_lists(config, ["train", "val"]))

@@ -17,7 +17,7 @@ from vision2seq.config import CaptioningConfig, with_overrides
 from vision2seq.data.images import ImageFiles, find_images, load_image
 from vision2seq.data.vocab import Vocabulary
 from vision2seq.inference.predictor import Predictor
-from vision2seq.models.captioner import CaptionModel
+from vision2seq.models.caption_model import CaptionModel
 from vision2seq.models.generation import with_settings
 from vision2seq.tasks import CaptioningTask, restore_checkpoint
 from vision2seq.tasks.base import Restored

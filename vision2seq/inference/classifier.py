@@ -16,10 +16,10 @@ from PIL import Image
 
 from vision2seq.config import VideoConfig, with_overrides
 from vision2seq.data.inputs import VIDEO_SUFFIXES, find_inputs
-from vision2seq.data.video import iter_frames
-from vision2seq.data.video_clips import VideoClipDataset, frames_to_clip
-from vision2seq.data.video_datasets import VideoSample
-from vision2seq.data.video_loaders import IndexedClips
+from vision2seq.data.video.clips import VideoClipDataset, frames_to_clip
+from vision2seq.data.video.datasets import VideoSample
+from vision2seq.data.video.loaders import IndexedClips
+from vision2seq.data.video.reader import iter_frames
 from vision2seq.inference.predictor import Predictor
 from vision2seq.models.clip_classifier import VideoModel
 from vision2seq.tasks import restore_checkpoint
@@ -102,7 +102,7 @@ class VideoClassifier:
     def preprocess(self, frames: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
         """Frames -> ``(T, 3, H, W)`` normalised tensor on the model's device.
 
-        The same conversion as training and `classify` (`vision2seq.data.video_clips.frames_to_clip`:
+        The same conversion as training and `classify` (`vision2seq.data.video.clips.frames_to_clip`:
         the weights' transform on uint8 tensors), so streamed frames get the same pixels.
         """
         arrays = [np.asarray(f.convert("RGB")) if isinstance(f, Image.Image) else f for f in frames]

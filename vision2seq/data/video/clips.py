@@ -1,7 +1,7 @@
 """A torch Dataset of clips sampled from videos (`VideoClipDataset`), and `frames_to_clip`, the one
 conversion of decoded frames into an encoder's input used by training, ``classify`` and streaming.
 
-The clips come from the layout parsers of `vision2seq.data.video_datasets` (a `VideoList` or its samples).
+The clips come from the layout parsers of `vision2seq.data.video.datasets` (a `VideoList` or its samples).
 
 Bad items: an item that cannot be decoded is its one-line error message (a ``str``) in place of the
 item, never an exception out of ``__getitem__`` and never a silent drop; the consumer reports it
@@ -18,13 +18,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vision2seq.data.sampling import ClipSampling, SamplingMode
-from vision2seq.data.video import (
+from vision2seq.data.video.datasets import VideoList, VideoSample
+from vision2seq.data.video.reader import (
     DEFAULT_SPARSE_MIN_FRAMES,
     IndexSampler,
     VideoDecodeError,
     read_sampled_frames,
 )
-from vision2seq.data.video_datasets import VideoList, VideoSample
 
 ClipTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -72,7 +72,7 @@ class VideoClipDataset(Dataset):
         seed: Seed of the training draws.
         frames_of: Explicit frame indices per decodable frame count instead of sampling (the feature
             cache's `vision2seq.data.sampling.FrameGrid`); the item is then all those frames.
-        sparse_min_frames: See `vision2seq.data.video.read_sampled_frames`.
+        sparse_min_frames: See `vision2seq.data.video.reader.read_sampled_frames`.
     """
 
     def __init__(
