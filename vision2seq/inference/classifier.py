@@ -16,7 +16,7 @@ from PIL import Image
 
 from vision2seq.config import VideoConfig, with_overrides
 from vision2seq.data.inputs import VIDEO_SUFFIXES, find_inputs
-from vision2seq.data.video.clips import VideoClipDataset, frames_to_clip
+from vision2seq.data.video.clips import configured_clips, frames_to_clip
 from vision2seq.data.video.datasets import VideoSample
 from vision2seq.data.video.loaders import IndexedClips
 from vision2seq.data.video.reader import iter_frames
@@ -149,14 +149,8 @@ class VideoClassifier:
         """
         d = self.config.data
         paths = [Path(p) for p in paths]
-        clips = VideoClipDataset(
-            [VideoSample(p, -1) for p in paths],
-            d.num_frames,
-            mode=d.sampling,
-            stride=d.frame_stride,
-            num_clips=d.test_clips,
-            clip_transform=self.transform,
-        )
+        samples = [VideoSample(p, -1) for p in paths]
+        clips = configured_clips(d, samples, self.transform, num_clips=d.test_clips)
         return list(
             self.predictor.predict_files(
                 IndexedClips(clips),

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from vision2seq.data.video.clips import VideoClipDataset
+from vision2seq.data.video.clips import VideoClipDataset, configured_clips
 from vision2seq.data.video.datasets import VideoSample
 from vision2seq.data.video.loaders import IndexedClips
 from vision2seq.inference.captioner import Captioner, CaptionResult
@@ -40,14 +40,7 @@ class VideoCaptioner(Captioner):
 
     def clips(self, paths: Sequence[str | Path]) -> VideoClipDataset:
         """``paths`` as the checkpoint's evaluation samples them: ``(T, 3, H, W)`` frames per clip."""
-        d = self.config.data
-        return VideoClipDataset(
-            [VideoSample(Path(p), -1) for p in paths],
-            d.num_frames,
-            mode=d.sampling,
-            stride=d.frame_stride,
-            clip_transform=self.transform,
-        )
+        return configured_clips(self.config.data, [VideoSample(Path(p), -1) for p in paths], self.transform)
 
     def caption_frames(
         self,

@@ -15,6 +15,8 @@ from vision2seq.config import ExperimentConfig, config_from_dict, with_overrides
 from vision2seq.engine.checkpoint import restore_model
 from vision2seq.engine.distributed import SINGLE, DistContext, resolve_device
 from vision2seq.engine.loop import Evaluator
+from vision2seq.models.encoder import ImageEncoder
+from vision2seq.models.normalization import DEFAULT_MAX_ITEMS, fit_feature_norm
 
 
 class Task(Protocol):
@@ -109,6 +111,60 @@ class Restored:
         device = resolve_device(device) if isinstance(device, str) else device
         model = restore_model(source, make_model, checkpoint["model"])
         return cls(task, model.to(device).eval(), device)
+
+
+def build_encoder(config: Any, load_weights: bool = True, pooled: bool = False) -> ImageEncoder:
+    """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint.
+    ``pooled``: one vector per image whatever ``model.encoder.output`` says (the video tasks read one
+    vector per frame)."""
+    enc = config.model.encoder
+    output = "pooled" if pooled else enc.output
+    return ImageEncoder(
+        enc.name, enc.weights, output, enc.trainable(), enc.image_size, load_weights, enc.resize
+    )
+
+
+def parameter_groups(config: Any, model: nn.Module) -> list[dict[str, Any]]:
+    """Two optimiser groups: every parameter outside ``model.encoder`` (decoder, temporal encoder,
+    classifier) at ``train.lr``, and the encoder's at the encoder's own rate (``learning_rate``)."""
+    head = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
+    return [
+        {"params": head, "lr": config.train.lr},
+        {
+            "params": list(model.encoder.parameters()),
+            "lr": config.model.encoder.learning_rate(config.train.lr),
+        },
+    ]
+
+
+def fit_normalization(
+    model: nn.Module,
+    items: Any,
+    collate: Callable[[list[Any]], Any],
+    raw: Callable[[nn.Module, Mapping[str, Any]], torch.Tensor],
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> None:
+    """Set ``model.norm``'s feature statistics from training ``items`` (``raw(model, batch)``: a batch's
+    features before normalisation), computed by the encoder in the mode it trains in.
+
+    A trained encoder's batch norm uses batch statistics in training; its running statistics, before any
+    training, are those of no data (mean 0, variance 1), and a random-init network's features computed
+    with them are of another scale entirely (statistics fitted that way blew the decoder's input up by
+    orders of magnitude). The pass also moves those running statistics towards the data's, as a training
+    pass would. A frozen encoder is in eval mode either way."""
+    encoder = model.encoder
+    was_training = encoder.training
+    encoder.to(device).train()  # frozen stages stay in eval mode
+    model.norm.to(device)
+
+    def features(batch: Mapping[str, Any]) -> torch.Tensor:
+        return raw(model, {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)})
+
+    fit_feature_norm(model.norm, items, collate, features, seed, max_items=max_items, batch_size=batch_size)
+    encoder.train(was_training)
 
 
 def apply_overrides(checkpoint: dict[str, Any], source: str, overrides: Sequence[str]) -> Any:

@@ -19,8 +19,16 @@ from vision2seq.errors import UserError
 from vision2seq.evaluation.caption_metrics import CaptionEvaluator
 from vision2seq.models.caption_model import CaptionModel, attention_regularization, build_decoder
 from vision2seq.models.encoder import ImageEncoder
-from vision2seq.models.normalization import FeatureNorm, fit_feature_norm
-from vision2seq.tasks.base import Built, Restored, apply_overrides, start_encoder
+from vision2seq.models.normalization import FeatureNorm
+from vision2seq.tasks.base import (
+    Built,
+    Restored,
+    apply_overrides,
+    build_encoder,
+    parameter_groups,
+    start_encoder,
+)
+from vision2seq.tasks.base import fit_normalization as shared_fit
 from vision2seq.tasks.scst import CiderDReward, SelfCritical, SelfCriticalLoss
 
 
@@ -144,14 +152,8 @@ class CaptioningTask:
     def make_evaluator(self) -> BatchCaptionEvaluator:
         return BatchCaptionEvaluator()
 
-    def parameter_groups(self, model: CaptionModel) -> list[dict[str, Any]]:
-        return [
-            {"params": list(model.decoder.parameters()), "lr": self.config.train.lr},
-            {
-                "params": list(model.encoder.parameters()),
-                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
-            },
-        ]
+    def parameter_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        return parameter_groups(self.config, model)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {self.extras: self.vocab.to_list()}
@@ -200,24 +202,32 @@ class CaptioningTask:
         cls, checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
     ) -> Restored:
         """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is
-        built."""
-        decoder = checkpoint["config"].get("model", {}).get("decoder", {})
-        if isinstance(decoder, dict) and "conditioning" not in decoder:
-            # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's
-            # pre-inject.
-            overrides = ["model.decoder.conditioning=pre", *overrides]
-        if isinstance(decoder, dict) and "positions" not in decoder:
-            # Written before grid positions existed: its attention decoder reads the grid without them.
-            overrides = ["model.decoder.positions=false", *overrides]
-        config = apply_overrides(checkpoint, source, overrides)
+        built (after ``legacy_overrides``)."""
+        config = apply_overrides(checkpoint, source, [*cls.legacy_overrides(checkpoint), *overrides])
         vocab = Vocabulary(checkpoint["extras"][cls.extras])
         return Restored.build(
             cls(config, vocab),
-            lambda: build_model(config, vocab, load_weights=False),
+            lambda: cls.model(config, vocab, load_weights=False),
             checkpoint,
             source,
             device,
         )
+
+    @staticmethod
+    def model(config: Any, vocab: Vocabulary, load_weights: bool = True) -> torch.nn.Module:
+        """Its model, as configured (``build_model``)."""
+        return build_model(config, vocab, load_weights=load_weights)
+
+    @staticmethod
+    def legacy_overrides(checkpoint: dict[str, Any]) -> list[str]:
+        """The settings of decoder keys a checkpoint predates, as its model was built without them."""
+        decoder = checkpoint["config"].get("model", {}).get("decoder", {})
+        if not isinstance(decoder, dict):
+            return []
+        # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's pre-inject.
+        missing = [] if "conditioning" in decoder else ["model.decoder.conditioning=pre"]
+        # Written before grid positions existed: its attention decoder reads the grid without them.
+        return missing + ([] if "positions" in decoder else ["model.decoder.positions=false"])
 
 
 def scst_references(config: Any, train: Any) -> dict[str, Sequence[str]] | None:
@@ -226,14 +236,6 @@ def scst_references(config: Any, train: Any) -> dict[str, Sequence[str]] | None:
     if config.train.objective != "scst":
         return None
     return {r.key: r.captions for r in train.dataset.records}
-
-
-def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageEncoder:
-    """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint."""
-    enc = config.model.encoder
-    return ImageEncoder(
-        enc.name, enc.weights, enc.output, enc.trainable(), enc.image_size, load_weights, enc.resize
-    )
 
 
 def build_model(
@@ -260,25 +262,9 @@ def build_model(
 def fit_normalization(
     model: CaptionModel, dataset: Any, seed: int, batch_size: int, device: torch.device
 ) -> None:
-    """Set the model's feature statistics from the training images (each image once, however many
-    captions it has): their cached features, or a bounded pass of the encoder in the mode it trains in.
-
-    A trained encoder's batch norm uses batch statistics in training; its running statistics, before any
-    training, are those of no data (mean 0, variance 1), and a random-init network's features computed
-    with them are of another scale entirely (statistics fitted that way blew the decoder's input up by
-    orders of magnitude). The pass also moves those running statistics towards the data's, as a training
-    pass would. A frozen encoder is in eval mode either way."""
+    """Set the model's feature statistics from the training images, each once however many captions it
+    has (``tasks.base.fit_normalization``)."""
     from vision2seq.data.caption_datasets import ImageItems, collate_captions
 
-    encoder = model.encoder
-    was_training = encoder.training
-    encoder.to(device).train()  # frozen stages stay in eval mode
-    model.norm.to(device)
-
-    def raw(batch: Mapping[str, Any]) -> torch.Tensor:
-        return model.raw_features({k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)})
-
-    fit_feature_norm(
-        model.norm, ImageItems(dataset.source), collate_captions, raw, seed, batch_size=batch_size
-    )
-    encoder.train(was_training)
+    items = ImageItems(dataset.source)
+    shared_fit(model, items, collate_captions, CaptionModel.raw_features, seed, batch_size, device)

@@ -8,7 +8,7 @@ over the frames before the attention decoder) and the data (clips through the vi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -20,7 +20,7 @@ from vision2seq.engine.loop import seed_everything
 from vision2seq.models.caption_model import AttentionDecoder
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.video_caption_model import TemporalEncoder, VideoCaptionModel
-from vision2seq.tasks.base import Built, Restored, apply_overrides, start_encoder
+from vision2seq.tasks.base import Built, build_encoder, start_encoder
 from vision2seq.tasks.captioning import CaptioningTask, scst_references
 
 
@@ -39,18 +39,6 @@ class VideoCaptioningTask(CaptioningTask):
         """One caption's attention over the clip's frames, ``(tokens, T)``, on the CPU."""
         return attention.cpu()
 
-    def parameter_groups(self, model: VideoCaptionModel) -> list[dict[str, Any]]:
-        return [
-            {
-                "params": [*model.temporal.parameters(), *model.decoder.parameters()],
-                "lr": self.config.train.lr,
-            },
-            {
-                "params": list(model.encoder.parameters()),
-                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
-            },
-        ]
-
     @classmethod
     def build(
         cls,
@@ -63,7 +51,7 @@ class VideoCaptioningTask(CaptioningTask):
         from vision2seq.data.video.caption_loaders import build_video_caption_data
 
         # ``init``: the encoder weights of train.init_from, loaded before the cache is made.
-        encoder = start_encoder(build_encoder(config, load_weights=not init), init)
+        encoder = start_encoder(build_encoder(config, load_weights=not init, pooled=True), init)
         data = build_video_caption_data(config, encoder, device, dist)
         seed_everything(config.seed + 1)  # model init independent of whether the cache already existed
         model = build_model(config, data.vocab, encoder=encoder)
@@ -80,30 +68,14 @@ class VideoCaptioningTask(CaptioningTask):
 
         return build_eval_loader(config, model.encoder, device, split)
 
-    @classmethod
-    def restore(
-        cls, checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
-    ) -> Restored:
-        """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is
-        built."""
-        config = apply_overrides(checkpoint, source, overrides)
-        vocab = Vocabulary(checkpoint["extras"][cls.extras])
-        return Restored.build(
-            cls(config, vocab),
-            lambda: build_model(config, vocab, load_weights=False),
-            checkpoint,
-            source,
-            device,
-        )
+    @staticmethod
+    def model(config: Any, vocab: Vocabulary, load_weights: bool = True) -> torch.nn.Module:
+        """Its model, as configured (``build_model``)."""
+        return build_model(config, vocab, load_weights=load_weights)
 
-
-def build_encoder(config: VideoCaptioningConfig, load_weights: bool = True) -> ImageEncoder:
-    """The configured per-frame encoder; ``load_weights=False`` when its weights come from a checkpoint."""
-    enc = config.model.encoder
-    # The temporal encoder reads one vector per frame, so the encoder output is always pooled.
-    return ImageEncoder(
-        enc.name, enc.weights, "pooled", enc.trainable(), enc.image_size, load_weights, enc.resize
-    )
+    @staticmethod
+    def legacy_overrides(checkpoint: dict[str, Any]) -> list[str]:
+        return []  # every video-captioning checkpoint has today's keys
 
 
 def build_model(
@@ -114,7 +86,7 @@ def build_model(
 ) -> VideoCaptionModel:
     """Encoder (built unless given), temporal encoder and attention decoder, as configured."""
     t, dec = config.model.temporal, config.model.decoder
-    encoder = encoder or build_encoder(config, load_weights)
+    encoder = encoder or build_encoder(config, load_weights, pooled=True)
     temporal = TemporalEncoder(
         encoder.feature_dim,
         kind=t.kind,

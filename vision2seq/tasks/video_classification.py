@@ -15,17 +15,16 @@ from vision2seq.engine.loop import seed_everything
 from vision2seq.evaluation.accuracy import ClassificationEvaluator
 from vision2seq.models.clip_classifier import ClipClassifier, VideoModel
 from vision2seq.models.encoder import ImageEncoder
-from vision2seq.models.normalization import DEFAULT_MAX_ITEMS, FeatureNorm, fit_feature_norm
-from vision2seq.tasks.base import Built, Restored, apply_overrides, start_encoder
-
-
-def build_encoder(config: VideoConfig, load_weights: bool = True) -> ImageEncoder:
-    """The configured per-frame encoder; ``load_weights=False`` when its weights come from a checkpoint."""
-    enc = config.model.encoder
-    # A clip classifier consumes one vector per frame, so the encoder output is always pooled.
-    return ImageEncoder(
-        enc.name, enc.weights, "pooled", enc.trainable(), enc.image_size, load_weights, enc.resize
-    )
+from vision2seq.models.normalization import DEFAULT_MAX_ITEMS, FeatureNorm
+from vision2seq.tasks.base import (
+    Built,
+    Restored,
+    apply_overrides,
+    build_encoder,
+    parameter_groups,
+    start_encoder,
+)
+from vision2seq.tasks.base import fit_normalization as shared_fit
 
 
 def build_model(
@@ -33,7 +32,7 @@ def build_model(
 ) -> VideoModel:
     """Encoder (built unless given) plus the configured clip classifier."""
     t = config.model.temporal
-    encoder = encoder or build_encoder(config, load_weights)
+    encoder = encoder or build_encoder(config, load_weights, pooled=True)
     classifier = ClipClassifier(
         encoder.feature_dim,
         num_classes,
@@ -57,22 +56,11 @@ def fit_normalization(
     model: VideoModel, dataset: Any, seed: int, batch_size: int, device: torch.device
 ) -> None:
     """Set the model's feature statistics from training clips: their cached per-frame features, or a
-    bounded pass of the encoder over decoded clips, in the mode it trains in (see
-    ``captioning.fit_normalization``)."""
+    bounded pass of the encoder over decoded clips (``tasks.base.fit_normalization``)."""
     from vision2seq.data.video.loaders import CachedClips, collate_clips
 
-    encoder = model.encoder
-    was_training = encoder.training
-    encoder.to(device).train()  # frozen stages stay in eval mode
-    model.norm.to(device)
-
-    def raw(batch: Mapping[str, Any]) -> torch.Tensor:
-        return model.raw_clip_features({k: v.to(device) for k, v in batch.items() if k != "label"})
-
-    cached = isinstance(dataset, CachedClips)
-    limit = DEFAULT_MAX_ITEMS if cached else DECODED_CLIPS_FOR_STATISTICS
-    fit_feature_norm(model.norm, dataset, collate_clips, raw, seed, max_items=limit, batch_size=batch_size)
-    encoder.train(was_training)
+    limit = DEFAULT_MAX_ITEMS if isinstance(dataset, CachedClips) else DECODED_CLIPS_FOR_STATISTICS
+    shared_fit(model, dataset, collate_clips, VideoModel.raw_clip_features, seed, batch_size, device, limit)
 
 
 class VideoEvaluator:
@@ -124,14 +112,8 @@ class VideoClassificationTask:
     def make_evaluator(self) -> VideoEvaluator:
         return VideoEvaluator(self.class_names)
 
-    def parameter_groups(self, model: VideoModel) -> list[dict[str, Any]]:
-        return [
-            {"params": list(model.classifier.parameters()), "lr": self.config.train.lr},
-            {
-                "params": list(model.encoder.parameters()),
-                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
-            },
-        ]
+    def parameter_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        return parameter_groups(self.config, model)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {self.extras: list(self.class_names)}
@@ -157,7 +139,7 @@ class VideoClassificationTask:
         from vision2seq.data.video.loaders import build_video_data
 
         # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
-        encoder = start_encoder(build_encoder(config, load_weights=not init), init)
+        encoder = start_encoder(build_encoder(config, load_weights=not init, pooled=True), init)
         data = build_video_data(config, encoder, device, dist)
         seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
         model = build_model(config, len(data.class_names), encoder=encoder)

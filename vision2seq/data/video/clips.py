@@ -11,6 +11,7 @@ item, never an exception out of ``__getitem__`` and never a silent drop; the con
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,22 @@ def frames_to_clip(frames: Sequence[np.ndarray], transform: ClipTransform | None
     if transform is None:
         raise ValueError("frames of different sizes need a transform that resizes them")
     return torch.cat([transform(torch.from_numpy(np.array(f)).permute(2, 0, 1)[None]) for f in frames])
+
+
+def configured_clips(
+    data: Any, samples: VideoList | Sequence[VideoSample], clip_transform: ClipTransform, **kwargs: Any
+) -> VideoClipDataset:
+    """``samples`` sampled as a config's ``data`` section says (``num_frames``, ``sampling``,
+    ``frame_stride``): the one place training, evaluation, the cache and inference build clips from a
+    config; ``kwargs``: ``train``, ``num_clips``, ``seed``, ``frames_of``."""
+    return VideoClipDataset(
+        samples,
+        data.num_frames,
+        mode=data.sampling,
+        stride=data.frame_stride,
+        clip_transform=clip_transform,
+        **kwargs,
+    )
 
 
 class VideoClipDataset(Dataset):

@@ -31,7 +31,7 @@ from vision2seq.data.features import (
 from vision2seq.data.images import collate_good
 from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options, lone_last_batch
 from vision2seq.data.sampling import ClipSampling, FrameGrid
-from vision2seq.data.video.clips import VideoClipDataset
+from vision2seq.data.video.clips import VideoClipDataset, configured_clips
 from vision2seq.data.video.datasets import (
     VideoList,
     VideoSample,
@@ -311,14 +311,12 @@ def clip_datasets(
     if not (encoder.frozen and d.cache_features):
         return [
             DecodedClips(
-                VideoClipDataset(
+                configured_clips(
+                    d,
                     videos,
-                    d.num_frames,
-                    mode=d.sampling,
-                    stride=d.frame_stride,
+                    transform,
                     train=train,
                     num_clips=1 if train else d.test_clips,
-                    clip_transform=transform,
                     seed=config.seed,
                 )
             )
@@ -330,14 +328,7 @@ def clip_datasets(
     training = any(train for _, train in subsets)
     reused = None if training else _training_cache(config, encoder, grid, root, paths)
     fingerprint, paths = reused or (_cache_fingerprint(encoder, grid, paths), paths)
-    frames = VideoClipDataset(
-        [VideoSample(p, -1) for p in paths],
-        d.num_frames,
-        mode=d.sampling,
-        stride=d.frame_stride,
-        clip_transform=transform,
-        frames_of=grid.frame_indices,
-    )
+    frames = configured_clips(d, [VideoSample(p, -1) for p in paths], transform, frames_of=grid.frame_indices)
     encoder.to(device).eval()
 
     def encode(clips: torch.Tensor) -> torch.Tensor:  # (B, F, 3, H, W) -> (B, F, D)
