@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 from scenes import COLOURS, colour_shape_accuracy, make_scenes, relation_accuracy, truth
 
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import load_config
-from vision2seq.evaluation.captions import CaptionEvaluator
+from vision2seq.engine.checkpoint import load_checkpoint
+from vision2seq.evaluation.caption_metrics import CaptionEvaluator
 from vision2seq.tasks import checkpoint_task
 from vision2seq.train import train
 
@@ -46,15 +46,16 @@ CONFIGS = ("flickr8k_resnet50", "coco_attention", "demo")
 def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
     """BLEU-4, CIDEr-D, colour+shape accuracy and the number of distinct captions on ``split``."""
     checkpoint = load_checkpoint(checkpoint_path)
-    module = checkpoint_task(checkpoint_path, checkpoint)
-    restored = module.restore(checkpoint, str(checkpoint_path), (), "cpu")
-    loader = module.eval_loader(restored.config, restored.model, split, restored.device)
+    task = checkpoint_task(checkpoint_path, checkpoint)
+    restored = task.restore(checkpoint, str(checkpoint_path), (), "cpu")
+    loader = task.eval_loader(restored.config, restored.model, split, restored.device)
     captions: dict[str, str] = {}
     references: dict[str, list[str]] = {}
     with torch.no_grad():
         for batch in loader:
             batch.pop("errors", None)
-            captions.update(restored.task.predict_step(restored.model, batch))
+            predicted = restored.task.predict_step(restored.model, batch).captions
+            captions.update(zip(batch["keys"], predicted, strict=True))
             references.update(zip(batch["keys"], batch["references"], strict=True))
     evaluator = CaptionEvaluator()
     evaluator.update(captions, references)

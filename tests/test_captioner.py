@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vision2seq.models.captioner import (
+from vision2seq.models.caption_model import (
     AttentionDecoder,
     ShowTellDecoder,
     attention_regularization,

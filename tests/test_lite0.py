@@ -164,7 +164,7 @@ def test_checkpoint_captions_and_evaluates_without_network_or_weights_file(
     assert code == 0, err
     assert "bleu_4" in json.loads(out)
 
-    from vision2seq.checkpoint import load_checkpoint
+    from vision2seq.engine.checkpoint import load_checkpoint
     from vision2seq.tasks import checkpoint_task
 
     loaded = load_checkpoint(checkpoint)

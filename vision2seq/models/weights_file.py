@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vision2seq.checkpoint import refusal_reason
+from vision2seq.engine.checkpoint import refusal_reason
 from vision2seq.errors import UserError
 
 _SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
