@@ -414,7 +414,7 @@ def test_settings_are_checked_before_any_work(shapes, tmp_path, capsys, monkeypa
 def test_encoder_weights_that_are_not_a_file(tmp_path) -> None:
     from vision2seq.models.encoder import ImageEncoder
 
-    with pytest.raises(UserError, match=r"^/dev/zero: not a regular file"):
+    with pytest.raises(UserError, match=r"^/dev/zero: is not a regular file"):
         ImageEncoder("resnet18", "/dev/zero", image_size=32)
 
 
