@@ -42,7 +42,7 @@ BEAM, MAX_LEN, BOS, EOS = 5, 20, 1, 2
 
 
 def run(ctx: Context) -> list[Figure]:
-    from vision2seq.models.captioner import build_decoder
+    from vision2seq.models.caption_model import build_decoder
     from vision2seq.models.generation import beam_search, greedy
 
     s = QUICK if ctx.quick else FULL

@@ -74,9 +74,9 @@ def write_photos(folder: Path, count: int, width: int, height: int, seed: int = 
 
 def build_checkpoint(path: Path, s: Sizes) -> None:
     """A captioning checkpoint of a freshly initialised model, in the layout ``engine.fit`` writes."""
-    from vision2seq.checkpoint import save_checkpoint
     from vision2seq.config import CaptioningConfig, config_to_dict
     from vision2seq.data.vocab import SPECIALS, Vocabulary
+    from vision2seq.engine.checkpoint import save_checkpoint
     from vision2seq.tasks.captioning import build_model
 
     config = CaptioningConfig()
@@ -130,8 +130,8 @@ def run_cli(
 
 
 def run(ctx: Context) -> list[Figure]:
-    from vision2seq.captioner import Captioner
     from vision2seq.data.images import load_image
+    from vision2seq.inference.captioner import Captioner
 
     s = QUICK if ctx.quick else FULL
     root = ctx.workdir / "caption_cli"

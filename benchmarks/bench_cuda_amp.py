@@ -65,7 +65,7 @@ def measure(
     """
     from vision2seq.config import CaptioningConfig
     from vision2seq.data.vocab import SPECIALS, Vocabulary
-    from vision2seq.engine import autocast
+    from vision2seq.engine.loop import autocast
     from vision2seq.models.encoder import ImageEncoder
     from vision2seq.tasks.captioning import CaptioningTask, build_model
 

@@ -81,7 +81,7 @@ def child(directory: Path, steps: int, batch_size: int) -> dict[str, Any]:
     from vision2seq.data.captions import CaptionedImage
     from vision2seq.data.features import FeatureStore
     from vision2seq.data.vocab import SPECIALS, Vocabulary
-    from vision2seq.models.captioner import CaptionModel, build_decoder
+    from vision2seq.models.caption_model import CaptionModel, build_decoder
     from vision2seq.models.normalization import FeatureNorm
     from vision2seq.tasks.captioning import CaptioningTask
 
@@ -129,7 +129,7 @@ def _import_training_modules() -> None:
 
     import vision2seq.config
     import vision2seq.data.caption_datasets
-    import vision2seq.models.captioner
+    import vision2seq.models.caption_model
     import vision2seq.tasks.captioning  # noqa: F401
 
 

@@ -91,7 +91,7 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 def workloads(s: Sizes) -> dict[str, Callable[[], object]]:
     """The timed workloads, each a call that runs it once (built with seeded random weights)."""
-    from vision2seq.models.captioner import build_decoder
+    from vision2seq.models.caption_model import build_decoder
     from vision2seq.models.encoder import ImageEncoder
     from vision2seq.models.generation import beam_search, greedy
 

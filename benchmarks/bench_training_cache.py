@@ -92,7 +92,8 @@ def run(ctx: Context) -> list[Figure]:
     )
     from vision2seq.data.images import load_image
     from vision2seq.demo import make_shapes_dataset
-    from vision2seq.tasks.captioning import CaptioningTask, build_encoder, build_model
+    from vision2seq.tasks.base import build_encoder
+    from vision2seq.tasks.captioning import CaptioningTask, build_model
 
     s = QUICK if ctx.quick else FULL
     root = ctx.workdir / "training_cache"

@@ -72,10 +72,11 @@ def make_dataset(root: Path, s: Sizes) -> tuple[Path, Path]:
 
 def run(ctx: Context) -> list[Figure]:
     from vision2seq.config import VideoCaptioningConfig
-    from vision2seq.data.video_caption_loaders import build_video_caption_data, load_clips
-    from vision2seq.engine import move_to
-    from vision2seq.tasks.video_captioning import VideoCaptioningTask, build_encoder, build_model
-    from vision2seq.video_captioner import VideoCaptioner
+    from vision2seq.data.video.caption_loaders import build_video_caption_data, load_clips
+    from vision2seq.engine.loop import move_to
+    from vision2seq.inference.video_captioner import VideoCaptioner
+    from vision2seq.tasks.base import build_encoder
+    from vision2seq.tasks.video_captioning import VideoCaptioningTask, build_model
 
     s = QUICK if ctx.quick else FULL
     ctx.log(f"writing {s.clips} {s.width}x{s.height} MPEG-4 clips")
@@ -137,7 +138,7 @@ def run(ctx: Context) -> list[Figure]:
     for name, cached, epochs in (("decoded", False, 1), ("cache", True, s.cache_epochs)):
         d.cache_features = cached
         torch.manual_seed(1)
-        encoder = build_encoder(config)
+        encoder = build_encoder(config, pooled=True)
         if cached:
             ctx.log(f"building the per-frame feature cache ({len(paths)} clips x {d.cache_frames} frames)")
         data = build_video_caption_data(config, encoder, torch.device("cpu"))

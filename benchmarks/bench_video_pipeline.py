@@ -90,8 +90,8 @@ def real_clips() -> list[Path]:
 def run(ctx: Context) -> list[Figure]:
     from torch.utils.data import DataLoader
 
-    from vision2seq.data.video_clips import VideoClipDataset
-    from vision2seq.data.video_datasets import VideoSample
+    from vision2seq.data.video.clips import VideoClipDataset
+    from vision2seq.data.video.datasets import VideoSample
     from vision2seq.models.encoder import ImageEncoder
 
     s = QUICK if ctx.quick else FULL

@@ -97,8 +97,8 @@ def _ddp_worker(rank: int, world: int, port: int, device_kind: str, s: Sizes, ou
     )
     from torch.nn.parallel import DistributedDataParallel
 
-    from vision2seq import distributed
-    from vision2seq.engine import autocast
+    from vision2seq.engine import distributed
+    from vision2seq.engine.loop import autocast
 
     if device_kind == "cpu":
         torch.set_num_threads(1)  # the processes share the cores
@@ -177,10 +177,10 @@ def measure_ddp(ctx: Context, s: Sizes, device_kind: str, world: int) -> dict[st
 def measure_caption(ctx: Context, s: Sizes, device: torch.device) -> dict[str, Any]:
     """``Captioner.caption_files`` end to end on ``device`` vs ``caption_tensors`` on pre-decoded images."""
     from benchmarks.bench_caption_cli import BATCH_SIZE, write_photos
-    from vision2seq.captioner import Captioner
-    from vision2seq.checkpoint import save_checkpoint
     from vision2seq.config import config_to_dict
     from vision2seq.data.images import load_image
+    from vision2seq.engine.checkpoint import save_checkpoint
+    from vision2seq.inference.captioner import Captioner
 
     config, vocab, _, model = _caption_model(s)
     config.generation.beam_size = s.beam
@@ -218,10 +218,10 @@ def measure_caption(ctx: Context, s: Sizes, device: torch.device) -> dict[str, A
 def measure_classify(ctx: Context, s: Sizes, device: torch.device) -> dict[str, Any]:
     """``VideoClassifier.classify`` end to end on generated clips, clips/s."""
     from benchmarks import bench_video_pipeline
-    from vision2seq.checkpoint import save_checkpoint
-    from vision2seq.classifier import VideoClassifier
     from vision2seq.config import VideoConfig, config_to_dict
-    from vision2seq.tasks.video_classification import EXTRAS, build_model
+    from vision2seq.engine.checkpoint import save_checkpoint
+    from vision2seq.inference.classifier import VideoClassifier
+    from vision2seq.tasks.video_classification import VideoClassificationTask, build_model
 
     config = VideoConfig()
     enc = config.model.encoder
@@ -236,7 +236,7 @@ def measure_classify(ctx: Context, s: Sizes, device: torch.device) -> dict[str, 
         {
             "task": "video_classification",
             "config": config_to_dict(config),
-            "extras": {EXTRAS: classes},
+            "extras": {VideoClassificationTask.extras: classes},
             "model": model.state_dict(),
         },
     )

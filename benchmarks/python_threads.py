@@ -41,7 +41,7 @@ def measure(mode: str, work: str, root: str) -> None:
     if work == "train":
         synthetic.train_shapes_captioner(root, n_train=200, n_val=50, n_test=50, overrides=["train.epochs=2"])
     else:
-        from vision2seq.classifier import VideoClassifier
+        from vision2seq.inference.classifier import VideoClassifier
 
         classifier = VideoClassifier.from_checkpoint(Path(root) / "run" / "best.pt", device="cpu")
         frames = np.random.default_rng(0).integers(0, 255, (40, 240, 320, 3), dtype=np.uint8)

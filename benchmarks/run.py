@@ -32,6 +32,7 @@ from benchmarks import (
     bench_caption_cli,
     bench_cuda_amp,
     bench_memory,
+    bench_pretrained_encoder,
     bench_roofline,
     bench_trained_encoder,
     bench_training_cache,
@@ -50,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[Context], list[Figure]]] = {
     "cuda_amp": bench_cuda_amp.run,
     "video_captioning": bench_video_captioning.run,
     "roofline": bench_roofline.run,
+    "pretrained_encoder": bench_pretrained_encoder.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 

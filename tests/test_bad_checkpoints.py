@@ -16,10 +16,10 @@ from bad_inputs import make_good
 from tiny_models import TinyRun, assert_one_error, run_cli
 from video_fixtures import moving_square_frames, write_video
 
-from vision2seq import checkpoint
-from vision2seq.captioner import Captioner
-from vision2seq.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from vision2seq.classifier import VideoClassifier
+from vision2seq.engine import checkpoint
+from vision2seq.engine.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from vision2seq.inference.captioner import Captioner
+from vision2seq.inference.classifier import VideoClassifier
 
 # Shared fixtures (see tiny_models): the tiny checkpoints, and torch on one thread for these tests.
 tiny_captioner = tiny_models.tiny_captioner
@@ -291,3 +291,13 @@ def test_unreadable_checkpoint_is_permission_denied(command, tiny_captioner, tmp
     code, out, err = run_cli(capsys, command, "--checkpoint", path, *_inputs(command, tmp_path))
     assert code == 1 and out == ""
     assert_one_error(err, command, f"{path}: cannot read checkpoint: permission denied")
+
+
+def test_every_task_class_names_its_config_schema():
+    """``TASKS`` and the config's schema registry list the same tasks, each with the same config class."""
+    from vision2seq.config import SCHEMAS
+    from vision2seq.tasks import TASKS
+
+    assert set(TASKS) == set(SCHEMAS)
+    for name, task in TASKS.items():
+        assert task.name == name and task.schema is SCHEMAS[name]

@@ -17,8 +17,8 @@ import tiny_models
 from bad_inputs import BAD_IMAGES, ODD_IMAGES, make_good, picture, png_declaring
 from tiny_models import assert_one_error, assert_reported, error_lines, run_cli, run_module
 
-from vision2seq.captioner import Captioner
 from vision2seq.data.images import MAX_PIXELS, ImageReadError, load_image
+from vision2seq.inference.captioner import Captioner
 
 # Shared fixtures (see tiny_models): the tiny checkpoints, and torch on one thread for these tests.
 tiny_captioner = tiny_models.tiny_captioner

@@ -30,11 +30,12 @@ from video_fixtures import (
     write_video,
 )
 
-from vision2seq.classifier import VideoClassifier
-from vision2seq.data import video_container, video_types
 from vision2seq.data.sampling import sample_segment_indices
-from vision2seq.data.video import VideoDecodeError, read_sampled_frames
-from vision2seq.data.video_datasets import parse_class_folders
+from vision2seq.data.video import container as video_container
+from vision2seq.data.video import shared as video_types
+from vision2seq.data.video.datasets import parse_class_folders
+from vision2seq.data.video.reader import VideoDecodeError, read_sampled_frames
+from vision2seq.inference.classifier import VideoClassifier
 
 N = 8  # frames of the good clips
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vision2seq.models.captioner import (
+from vision2seq.models.caption_model import (
     AttentionDecoder,
     ShowTellDecoder,
     attention_regularization,
@@ -127,3 +127,18 @@ def test_rejects_bad_inputs() -> None:
         decoder(torch.randn(2, 3, 4, FEATURE_DIM), make_captions(2))
     with pytest.raises(ValueError, match="captions"):
         decoder(features_of("grid", 2), torch.ones(2, 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("conditioning", ["init", "pre", "merge", "par"])
+def test_show_tell_step_by_step_matches_forward_for_every_conditioning(conditioning: str) -> None:
+    decoder = make_decoder("show_tell", conditioning=conditioning).eval()
+    features, captions = features_of("pooled"), make_captions()
+    with torch.no_grad():
+        out = decoder(features, captions)
+        state = decoder.init_state(features)
+        for t in range(captions.size(1) - 1):
+            log_probs, state, _ = decoder.step(captions[:, t], state)
+            torch.testing.assert_close(log_probs, F.log_softmax(out.logits[:, t], dim=-1))
+    # The image reaches every prediction: another image changes the words' scores.
+    other = decoder(features.flip(0), captions).logits
+    assert not torch.allclose(other, out.logits)

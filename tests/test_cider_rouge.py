@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from vision2seq.evaluation.captions import METRIC_NAMES, CaptionEvaluator, score_captions
+from vision2seq.evaluation.caption_metrics import METRIC_NAMES, CaptionEvaluator, score_captions
 from vision2seq.evaluation.cider import corpus_cider
+from vision2seq.evaluation.ptb_tokenizer import ptb_tokenize, ptb_words
 from vision2seq.evaluation.rouge import corpus_rouge_l, lcs_length, sentence_rouge_l
-from vision2seq.evaluation.tokenizer import ptb_tokenize, ptb_words
 
 
 def _toks(text: str) -> list[str]:

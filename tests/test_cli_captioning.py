@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from vision2seq.__main__ import main
-from vision2seq.captioner import Captioner
-from vision2seq.checkpoint import load_checkpoint, save_checkpoint
 from vision2seq.demo import make_shapes_dataset
+from vision2seq.engine.checkpoint import load_checkpoint, save_checkpoint
+from vision2seq.inference.captioner import Captioner
 
 CONFIG = """\
 task: captioning

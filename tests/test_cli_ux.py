@@ -142,7 +142,7 @@ def test_skipped_files_are_path_colon_reason_for_images_and_videos(
 
 
 def test_quiet_caption_and_classify_print_nothing_on_stderr(capsys, tiny_captioner, tiny_video, monkeypatch):
-    from vision2seq.captioner import Captioner
+    from vision2seq.inference.captioner import Captioner
 
     seen = []
     original = Captioner.caption_files

@@ -10,9 +10,9 @@ import torch
 from video_fixtures import make_hmdb51_layout, make_truncated, make_ucf101_layout, moving_square_frames
 
 from vision2seq.__main__ import main
-from vision2seq.classifier import VideoClassifier
 from vision2seq.config import load_config
-from vision2seq.data.video_loaders import load_video_list
+from vision2seq.data.video.loaders import load_video_list
+from vision2seq.inference.classifier import VideoClassifier
 
 REAL_VIDEOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real_videos"
 

@@ -14,9 +14,9 @@ from tiny_models import assert_one_error, run_cli, run_module
 from video_caption_fixtures import motion_clips, write_clips, write_msrvtt
 from video_fixtures import make_truncated
 
-from vision2seq.checkpoint import CheckpointError, load_checkpoint
-from vision2seq.evaluation.captions import METRIC_NAMES
-from vision2seq.video_captioner import VideoCaptioner, find_inputs, load_captioner
+from vision2seq.engine.checkpoint import CheckpointError, load_checkpoint
+from vision2seq.evaluation.caption_metrics import METRIC_NAMES
+from vision2seq.inference.video_captioner import VideoCaptioner, find_inputs, load_captioner
 
 pytestmark = pytest.mark.slow  # trains through the command line
 

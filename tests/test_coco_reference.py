@@ -9,14 +9,14 @@ import pytest
 
 from vision2seq.errors import UserError
 from vision2seq.evaluation.bleu import corpus_bleu
-from vision2seq.evaluation.captions import CaptionEvaluator, score_captions
+from vision2seq.evaluation.caption_metrics import CaptionEvaluator, score_captions
 from vision2seq.evaluation.coco_files import (
     align_references,
     load_coco_references,
     load_coco_results,
     load_karpathy_references,
 )
-from vision2seq.evaluation.tokenizer import ptb_tokenize
+from vision2seq.evaluation.ptb_tokenizer import ptb_tokenize
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "coco_caption_eval"
 ANNOTATIONS = DATA / "en_captions_val2014.json"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from video_fixtures import make_ucf101_layout
 
-from vision2seq.checkpoint import load_checkpoint
+from vision2seq.engine.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow  # end-to-end runs; `pytest -m 'not slow'` leaves them out
 

@@ -111,7 +111,7 @@ def test_resize_modes_keep_or_cut_the_image_edges():
 def test_resize_mode_is_part_of_the_cache_fingerprint_and_the_config():
     from vision2seq.config import load_config
     from vision2seq.data.features import module_fingerprint
-    from vision2seq.tasks.captioning import build_encoder
+    from vision2seq.tasks.base import build_encoder
 
     prints = set()
     for mode in ("squash", "pad", "crop"):
@@ -130,7 +130,7 @@ def test_resize_mode_is_part_of_the_cache_fingerprint_and_the_config():
 
 
 def test_checkpoints_from_before_the_resize_key_keep_their_centre_crop(tmp_path):
-    from vision2seq.checkpoint import load_checkpoint, save_checkpoint
+    from vision2seq.engine.checkpoint import load_checkpoint, save_checkpoint
 
     old = {
         "task": "captioning",

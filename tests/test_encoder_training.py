@@ -7,9 +7,9 @@ import pytest
 import tiny_models
 import torch
 
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import EncoderConfig, load_config
 from vision2seq.data.caption_datasets import CaptionGroups, CaptionPairs, collate_captions
+from vision2seq.engine.checkpoint import load_checkpoint
 from vision2seq.tasks import captioning
 
 torch_one_thread = tiny_models.torch_one_thread
@@ -37,18 +37,18 @@ def _config(run: tiny_models.TinyRun, tmp_path, *extra: str):
 
 def test_random_init_encoder_is_trained_and_its_images_grouped(tiny_captioner, tmp_path) -> None:
     config = _config(tiny_captioner, tmp_path, "model.encoder.trainable_from=auto")
-    built = captioning.build(config, torch.device("cpu"))
+    built = captioning.CaptioningTask.build(config, torch.device("cpu"))
     assert not built.model.encoder.frozen
     assert isinstance(built.train.dataset, CaptionGroups)  # pixels, not cached features
     groups = {g["lr"] for g in built.task.parameter_groups(built.model)}
     assert groups == {config.train.lr}
-    frozen = captioning.build(_config(tiny_captioner, tmp_path), torch.device("cpu"))
+    frozen = captioning.CaptioningTask.build(_config(tiny_captioner, tmp_path), torch.device("cpu"))
     assert frozen.model.encoder.frozen and isinstance(frozen.train.dataset, CaptionPairs)
 
 
 def test_grouped_batch_gives_the_logits_of_one_item_per_caption(tiny_captioner, tmp_path) -> None:
     config = _config(tiny_captioner, tmp_path, "data.cache_features=false", "train.batch_size=12")
-    built = captioning.build(config, torch.device("cpu"))
+    built = captioning.CaptioningTask.build(config, torch.device("cpu"))
     dataset = built.train.dataset
     assert isinstance(dataset, CaptionGroups)
     # batch_size counts captions: three per image here, so four images make a batch of twelve.
@@ -91,7 +91,7 @@ def test_statistics_of_a_trained_encoder_fit_the_features_it_trains_on(tiny_capt
     # Fitted with the random-init network in eval mode (running statistics of no data), the statistics
     # were of another scale than the training features and blew the decoder's input up (loss ~2,700).
     config = _config(tiny_captioner, tmp_path, "model.encoder.trainable_from=auto")
-    built = captioning.build(config, torch.device("cpu"))
+    built = captioning.CaptioningTask.build(config, torch.device("cpu"))
     items = [built.train.dataset[i] for i in range(len(built.train.dataset))]
     batch = collate_captions(items)
     with torch.no_grad():

@@ -11,11 +11,11 @@ import tiny_models
 import torch
 from PIL import Image
 
-from vision2seq.captioner import Captioner
-from vision2seq.checkpoint import load_checkpoint, save_checkpoint
-from vision2seq.classifier import VideoClassifier
 from vision2seq.config import with_overrides
 from vision2seq.data.captions import load_caption_dataset, select_split
+from vision2seq.engine.checkpoint import load_checkpoint, save_checkpoint
+from vision2seq.inference.captioner import Captioner
+from vision2seq.inference.classifier import VideoClassifier
 from vision2seq.models.normalization import FeatureNorm, RunningMoments
 from vision2seq.tasks import captioning, video_classification
 
@@ -57,7 +57,7 @@ def test_caption_statistics_are_the_training_features_and_round_trip(tiny_captio
     checkpoint = load_checkpoint(tiny_captioner.checkpoint)
     state = checkpoint["model"]
     assert {"norm.mean", "norm.std"} <= set(state)
-    restored = captioning.restore(checkpoint, str(tiny_captioner.checkpoint), device="cpu")
+    restored = captioning.CaptioningTask.restore(checkpoint, str(tiny_captioner.checkpoint), device="cpu")
     # The stored statistics are those of the encoder's features of the training images.
     train = select_split(load_caption_dataset(tiny_captioner.annotations, tiny_captioner.data), "train")
     transform = restored.model.encoder.preprocessing.transform()
@@ -96,7 +96,9 @@ def test_classify_and_stream_use_the_stored_statistics(tiny_video, tmp_path) -> 
     assert torch.allclose(streamed, expected, atol=1e-5)
 
     resaved = tmp_path / "resaved.pt"
-    restored = video_classification.restore(checkpoint, str(tiny_video.checkpoint), device="cpu")
+    restored = video_classification.VideoClassificationTask.restore(
+        checkpoint, str(tiny_video.checkpoint), device="cpu"
+    )
     save_checkpoint(resaved, {**checkpoint, "model": restored.model.state_dict()})
     again = VideoClassifier.from_checkpoint(resaved, device="cpu")
     assert torch.equal(again.classify_frames(frames), expected)
@@ -129,7 +131,7 @@ def test_checkpoints_from_before_normalisation_and_conditioning_load_as_they_wer
     tiny_captioner, tmp_path
 ) -> None:
     checkpoint = load_checkpoint(tiny_captioner.checkpoint)
-    source = captioning.restore(checkpoint, "x", device="cpu")
+    source = captioning.CaptioningTask.restore(checkpoint, "x", device="cpu")
     before = with_overrides(source.config, ["model.decoder.conditioning=pre", "model.feature_norm=none"])
     torch.manual_seed(0)
     model = captioning.build_model(before, source.task.vocab, load_weights=False).eval()

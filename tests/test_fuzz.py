@@ -31,7 +31,7 @@ from vision2seq.data.captions import load_caption_dataset, select_split
 from vision2seq.data.features import FeatureCacheError, FeatureStore, write_meta
 from vision2seq.data.sampling import sample_clip_indices, sample_multi_clip_indices
 from vision2seq.data.tokenizer import detokenize, tokenize
-from vision2seq.data.video_datasets import parse_csv, parse_hmdb51, parse_ucf101
+from vision2seq.data.video.datasets import parse_csv, parse_hmdb51, parse_ucf101
 from vision2seq.data.vocab import SPECIALS, UNK, Vocabulary
 from vision2seq.errors import UserError
 from vision2seq.evaluation.coco_files import (

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from vision2seq.config import GenerationConfig
-from vision2seq.models.captioner import (
+from vision2seq.models.caption_model import (
     AttentionDecoder,
     CaptionDecoder,
     DecoderState,

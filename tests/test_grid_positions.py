@@ -14,9 +14,9 @@ import pytest
 import tiny_models
 import torch
 
-from vision2seq.checkpoint import load_checkpoint, save_checkpoint
 from vision2seq.config import with_overrides
-from vision2seq.models.captioner import AttentionDecoder, grid_shape, sinusoidal_grid
+from vision2seq.engine.checkpoint import load_checkpoint, save_checkpoint
+from vision2seq.models.caption_model import AttentionDecoder, grid_shape, sinusoidal_grid
 from vision2seq.tasks import captioning
 
 FEATURE_DIM, VOCAB = 12, 20
@@ -79,7 +79,7 @@ def test_step_by_step_matches_forward_with_positions() -> None:
 
 def test_attention_checkpoints_from_before_positions_load_without_them(tiny_captioner, tmp_path) -> None:
     checkpoint = load_checkpoint(tiny_captioner.checkpoint)
-    source = captioning.restore(checkpoint, "x", device="cpu")
+    source = captioning.CaptioningTask.restore(checkpoint, "x", device="cpu")
     attention = ["model.decoder.kind=attention", "model.encoder.output=grid", "model.decoder.positions=false"]
     before = with_overrides(source.config, attention)
     torch.manual_seed(0)
@@ -90,7 +90,9 @@ def test_attention_checkpoints_from_before_positions_load_without_them(tiny_capt
     config["model"]["decoder"].pop("positions", None)
     written_before = tmp_path / "old.pt"
     save_checkpoint(written_before, {**checkpoint, "config": config, "model": model.state_dict()})
-    restored = captioning.restore(load_checkpoint(written_before), str(written_before), device="cpu")
+    restored = captioning.CaptioningTask.restore(
+        load_checkpoint(written_before), str(written_before), device="cpu"
+    )
     assert restored.config.model.decoder.positions is False
     assert restored.model.decoder.positions is None
     # New configs get positions, and their checkpoints hold the projection.

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from vision2seq.__main__ import main
-from vision2seq.checkpoint import load_checkpoint, save_checkpoint
 from vision2seq.config import load_config
 from vision2seq.demo import make_shapes_dataset
-from vision2seq.engine import TrainingError
+from vision2seq.engine.checkpoint import load_checkpoint, save_checkpoint
+from vision2seq.engine.loop import TrainingError
 from vision2seq.train import train
 
 pytestmark = pytest.mark.slow  # end-to-end runs; `pytest -m 'not slow'` leaves them out
@@ -79,7 +79,7 @@ def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     save_checkpoint(path, {"task": "captioning", "model": {"w": torch.ones(3)}, "epoch": 1})
     script = textwrap.dedent(f"""
         import torch
-        from vision2seq.checkpoint import save_checkpoint
+        from vision2seq.engine.checkpoint import save_checkpoint
         print("writing", flush=True)
         big = {{"w": torch.zeros(150_000_000)}}
         save_checkpoint({str(path)!r}, {{"task": "captioning", "model": big, "epoch": 2}})

@@ -11,7 +11,7 @@ import pytest
 
 from vision2seq.__main__ import main
 from vision2seq.evaluation import meteor as meteor_module
-from vision2seq.evaluation.captions import CaptionEvaluator, resolve_metrics, score_captions
+from vision2seq.evaluation.caption_metrics import CaptionEvaluator, resolve_metrics, score_captions
 from vision2seq.evaluation.coco_files import load_coco_references, load_coco_results
 from vision2seq.evaluation.meteor import MetricUnavailableError, meteor_scorer
 from vision2seq.evaluation.spice import spice_jar

@@ -272,7 +272,7 @@ def test_demo_checkpoint_is_evaluated_from_another_folder(workspace, tmp_path, m
     best = workspace / "demo_run" / "run" / "best.pt"
     if not best.is_file():
         pytest.skip("runs after the README test, which trains the demo")
-    from vision2seq.checkpoint import load_checkpoint
+    from vision2seq.engine.checkpoint import load_checkpoint
 
     data = load_checkpoint(best)["config"]["data"]
     assert Path(data["annotations"]).is_absolute() and Path(data["images"]).is_absolute()

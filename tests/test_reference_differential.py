@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from vision2seq.evaluation.captions import score_captions
-from vision2seq.evaluation.tokenizer import ptb_tokenize
+from vision2seq.evaluation.caption_metrics import score_captions
+from vision2seq.evaluation.ptb_tokenizer import ptb_tokenize
 
 
 def _reference_problem() -> str | None:

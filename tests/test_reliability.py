@@ -20,14 +20,14 @@ import tiny_models
 import torch
 from tiny_models import ROOT, error_lines, run_cli
 
-from vision2seq import engine
-from vision2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vision2seq.config import ConfigError, load_config
 from vision2seq.data.features import FeatureCacheError, cached_features
 from vision2seq.demo import make_shapes_dataset
+from vision2seq.engine import loop as engine
+from vision2seq.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vision2seq.engine.run_log import log_epoch
 from vision2seq.errors import UserError
 from vision2seq.files import WriteError, atomic_write
-from vision2seq.run_log import log_epoch
 
 tiny_captioner = tiny_models.tiny_captioner
 torch_one_thread = tiny_models.torch_one_thread
@@ -244,7 +244,7 @@ def test_a_run_that_fails_before_writing_removes_the_folders_it_made(shapes, tmp
 
 def test_init_from_encoder_weights_key_the_feature_cache(tiny_captioner, shapes, tmp_path) -> None:
     from vision2seq.tasks import captioning
-    from vision2seq.tasks.common import encoder_state
+    from vision2seq.tasks.base import encoder_state
 
     source = load_checkpoint(tiny_captioner.checkpoint)
     _, config = _config(
@@ -257,8 +257,8 @@ def test_init_from_encoder_weights_key_the_feature_cache(tiny_captioner, shapes,
     )
     init = encoder_state(source["model"])
     cpu = torch.device("cpu")
-    started = captioning.build(config, cpu, init=init)
-    plain = captioning.build(config, cpu)
+    started = captioning.CaptioningTask.build(config, cpu, init=init)
+    plain = captioning.CaptioningTask.build(config, cpu)
     for name, tensor in started.model.encoder.state_dict().items():
         assert torch.equal(tensor, init[name]), name  # the cache was built from these weights
     ours = started.train.dataset.source.store.directory
@@ -414,7 +414,7 @@ def test_settings_are_checked_before_any_work(shapes, tmp_path, capsys, monkeypa
 def test_encoder_weights_that_are_not_a_file(tmp_path) -> None:
     from vision2seq.models.encoder import ImageEncoder
 
-    with pytest.raises(UserError, match=r"^/dev/zero: not a regular file"):
+    with pytest.raises(UserError, match=r"^/dev/zero: is not a regular file"):
         ImageEncoder("resnet18", "/dev/zero", image_size=32)
 
 
@@ -567,7 +567,7 @@ def test_per_image_ids_are_escaped(tmp_path, capsys) -> None:
 
 
 def test_video_clips_whose_references_are_blank_are_skipped_and_reported(tmp_path, capsys) -> None:
-    from vision2seq.data.video_captions import parse_msrvtt
+    from vision2seq.data.video.caption_records import parse_msrvtt
 
     data = {
         "videos": [{"video_id": "v1", "split": "train"}, {"video_id": "v2", "split": "train"}],
@@ -586,8 +586,8 @@ def test_video_clips_whose_references_are_blank_are_skipped_and_reported(tmp_pat
 
 
 def test_all_clips_in_one_group_get_the_right_advice(tmp_path) -> None:
-    from vision2seq.data.video_datasets import VideoList, VideoSample
-    from vision2seq.data.video_loaders import _no_val_advice
+    from vision2seq.data.video.datasets import VideoList, VideoSample
+    from vision2seq.data.video.loaders import _no_val_advice
 
     one = VideoList([VideoSample(tmp_path / f"v_A_g01_c0{i}.avi", 0, "g01") for i in range(3)], ["A"])
     advice = _no_val_advice(one, 0.5)

@@ -16,9 +16,9 @@ import tiny_models
 import torch
 from tiny_models import ROOT, TinyRun, assert_one_error, error_lines, run_cli
 
-from vision2seq import checkpoint, run_dir
-from vision2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from vision2seq.run_dir import LOCK_NAME, OutputDirError, claim_output_dir
+from vision2seq.engine import checkpoint, run_dir
+from vision2seq.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vision2seq.engine.run_dir import LOCK_NAME, OutputDirError, claim_output_dir
 
 tiny_captioner = tiny_models.tiny_captioner
 torch_one_thread = tiny_models.torch_one_thread
@@ -45,7 +45,7 @@ def _hold_lock(folder: Path) -> subprocess.Popen[str]:
     """Another process that claims ``folder`` (as a running ``train`` does) and keeps it."""
     script = textwrap.dedent(f"""
         import time
-        from vision2seq.run_dir import claim_output_dir
+        from vision2seq.engine.run_dir import claim_output_dir
         with claim_output_dir({str(folder)!r}, resume=True):
             print("claimed", flush=True)
             time.sleep(120)
@@ -183,7 +183,8 @@ def test_claims_nest_within_a_process_and_are_released(tmp_path) -> None:
         (out / "best.pt").write_bytes(b"a run's file")
         _claim(out)  # e.g. train() claims before building data, fit() claims again: no refusal
         script = (
-            "from vision2seq.run_dir import claim_output_dir as c\n" + f"with c({str(out)!r}, True): pass"
+            "from vision2seq.engine.run_dir import claim_output_dir as c\n"
+            + f"with c({str(out)!r}, True): pass"
         )
         other = subprocess.run(  # another process is refused meanwhile
             [sys.executable, "-c", script],

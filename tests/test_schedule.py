@@ -8,7 +8,7 @@ import tiny_models
 import torch
 
 from vision2seq.config import TrainConfig
-from vision2seq.optim import build_scheduler, describe_schedule, warmup_steps
+from vision2seq.engine.optim import build_scheduler, describe_schedule, warmup_steps
 
 tiny_captioner = tiny_models.tiny_captioner
 torch_one_thread = tiny_models.torch_one_thread

@@ -18,14 +18,14 @@ from torch import Tensor
 from vision2seq.config import GenerationConfig, load_config
 from vision2seq.data.tokenizer import detokenize, tokenize
 from vision2seq.data.vocab import SPECIALS, Vocabulary
+from vision2seq.engine.optim import describe_schedule
 from vision2seq.evaluation.cider import CiderD, corpus_cider
-from vision2seq.evaluation.tokenizer import ptb_tokenize
-from vision2seq.models.captioner import AttentionDecoder, CaptionModel, ShowTellDecoder
+from vision2seq.evaluation.ptb_tokenizer import ptb_tokenize
+from vision2seq.models.caption_model import AttentionDecoder, CaptionModel, ShowTellDecoder
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.generation import beam_search, generate
-from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
-from vision2seq.optim import describe_schedule
-from vision2seq.scst import EOS_WORD, CiderDReward, SelfCritical, SelfCriticalLoss, rollout
+from vision2seq.models.video_caption_model import TemporalEncoder, VideoCaptionModel
+from vision2seq.tasks.scst import EOS_WORD, CiderDReward, SelfCritical, SelfCriticalLoss, rollout
 
 tiny_captioner = tiny_models.tiny_captioner
 tiny_video = tiny_models.tiny_video

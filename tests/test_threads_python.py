@@ -15,8 +15,8 @@ import torch
 
 import vision2seq
 from vision2seq import resources
-from vision2seq.captioner import Captioner
-from vision2seq.classifier import VideoClassifier
+from vision2seq.inference.captioner import Captioner
+from vision2seq.inference.classifier import VideoClassifier
 
 tiny_captioner = tiny_models.tiny_captioner
 tiny_video = tiny_models.tiny_video

@@ -29,12 +29,12 @@ from tiny_models import assert_one_error, assert_reported, error_lines, run_cli,
 from video_fixtures import moving_square_frames, read_video_frames, write_video
 
 import vision2seq
-from vision2seq.captioner import Captioner
-from vision2seq.checkpoint import CheckpointError, load_checkpoint
-from vision2seq.classifier import VideoClassifier
 from vision2seq.config import ConfigError, load_config
 from vision2seq.data.images import ImageReadError, load_image
-from vision2seq.data.video import VideoDecodeError
+from vision2seq.data.video.reader import VideoDecodeError
+from vision2seq.engine.checkpoint import CheckpointError, load_checkpoint
+from vision2seq.inference.captioner import Captioner
+from vision2seq.inference.classifier import VideoClassifier
 
 PACKAGE = Path(vision2seq.__file__).resolve().parent
 

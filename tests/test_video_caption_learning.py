@@ -11,8 +11,8 @@ import pytest
 from video_caption_fixtures import COLOURS, DIRECTIONS, motion_clips, write_clips, write_msrvtt
 
 from vision2seq.config import load_config
+from vision2seq.inference.video_captioner import VideoCaptioner
 from vision2seq.train import train
-from vision2seq.video_captioner import VideoCaptioner
 
 pytestmark = pytest.mark.slow  # trains two models
 

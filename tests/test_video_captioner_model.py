@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vision2seq.checkpoint import CheckpointError, save_checkpoint
 from vision2seq.config import GenerationConfig, config_to_dict, load_config
 from vision2seq.data.vocab import Vocabulary
-from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
+from vision2seq.engine.checkpoint import CheckpointError, save_checkpoint
+from vision2seq.inference.video_captioner import VideoCaptioner, load_captioner
+from vision2seq.models.video_caption_model import TemporalEncoder, VideoCaptionModel
 from vision2seq.tasks.video_captioning import build_model
-from vision2seq.video_captioner import VideoCaptioner, load_captioner
 
 B, T, VOCAB_WORDS = 3, 6, 9
 VOCAB = Vocabulary(["<pad>", "<bos>", "<eos>", "<unk>", *(f"w{i}" for i in range(VOCAB_WORDS))])

@@ -9,8 +9,8 @@ from video_caption_fixtures import motion_clips, write_msrvtt, write_msvd
 
 from vision2seq.config import ConfigError, load_config
 from vision2seq.data.captions import AnnotationError
-from vision2seq.data.video_caption_loaders import load_clips
-from vision2seq.data.video_captions import parse_msrvtt, parse_msvd, select_splits
+from vision2seq.data.video.caption_loaders import load_clips
+from vision2seq.data.video.caption_records import parse_msrvtt, parse_msvd, select_splits
 
 SHAPES = {"train": [(8, 2), (10, 4)], "validate": [(12, 6)], "test": [(8, 12)]}
 

@@ -19,9 +19,8 @@ from video_fixtures import (
 )
 
 from vision2seq.config import ConfigError, load_config
-from vision2seq.data.video import VideoDecodeError
-from vision2seq.data.video_clips import VideoClipDataset
-from vision2seq.data.video_datasets import (
+from vision2seq.data.video.clips import VideoClipDataset
+from vision2seq.data.video.datasets import (
     VideoList,
     VideoSample,
     parse_class_folders,
@@ -29,7 +28,8 @@ from vision2seq.data.video_datasets import (
     parse_hmdb51,
     parse_ucf101,
 )
-from vision2seq.data.video_loaders import SPLITS, load_video_list
+from vision2seq.data.video.loaders import SPLITS, load_video_list
+from vision2seq.data.video.reader import VideoDecodeError
 from vision2seq.errors import UserError
 
 UCF_CLASSES = ("ApplyEyeMakeup", "Archery", "BabyCrawling")

@@ -25,10 +25,10 @@ from video_fixtures import (
     write_video,
 )
 
-from vision2seq.data import video_container
 from vision2seq.data.sampling import sample_segment_indices
-from vision2seq.data.video import VideoDecodeError, list_frame_files, read_sampled_frames
-from vision2seq.data.video_container import apply_display_matrix
+from vision2seq.data.video import container as video_container
+from vision2seq.data.video.container import apply_display_matrix
+from vision2seq.data.video.reader import VideoDecodeError, list_frame_files, read_sampled_frames
 from vision2seq.errors import UserError
 
 REAL_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_videos"

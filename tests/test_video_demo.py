@@ -11,8 +11,8 @@ import pytest
 import tiny_models
 
 from vision2seq.__main__ import main
-from vision2seq.data.video import iter_frames
-from vision2seq.data.video_captions import parse_msrvtt
+from vision2seq.data.video.caption_records import parse_msrvtt
+from vision2seq.data.video.reader import iter_frames
 from vision2seq.synthetic import CAPTION_COLOURS, make_motion_caption_videos
 
 torch_one_thread = tiny_models.torch_one_thread

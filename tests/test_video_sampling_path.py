@@ -13,14 +13,14 @@ import torch
 from video_fixtures import frame_index_of, index_coded_frames, write_video
 
 from vision2seq.__main__ import main
-from vision2seq.classifier import VideoClassifier
 from vision2seq.config import load_config
 from vision2seq.data.sampling import ClipSampling, FrameGrid
-from vision2seq.data.video import read_sampled_frames
-from vision2seq.data.video_clips import VideoClipDataset
-from vision2seq.data.video_datasets import VideoSample
-from vision2seq.data.video_loaders import CachedClips, clip_datasets, load_video_list
+from vision2seq.data.video.clips import VideoClipDataset
+from vision2seq.data.video.datasets import VideoSample
+from vision2seq.data.video.loaders import CachedClips, clip_datasets, load_video_list
+from vision2seq.data.video.reader import read_sampled_frames
 from vision2seq.evaluate import evaluate_checkpoint
+from vision2seq.inference.classifier import VideoClassifier
 
 LENGTHS = (37, 50, 61)  # frames per clip; different lengths put the windows at different places
 CONFIG = """\

@@ -269,8 +269,8 @@ def test_motion_frames_move_the_square_in_its_direction(name):
 
 
 def test_make_motion_videos_writes_ucf101_layout(tmp_path):
-    from vision2seq.data.video import iter_frames
-    from vision2seq.data.video_datasets import parse_ucf101
+    from vision2seq.data.video.datasets import parse_ucf101
+    from vision2seq.data.video.reader import iter_frames
 
     videos, annotations = make_motion_videos(
         tmp_path, ("MoveUp", "MoveLeft"), groups=3, clips_per_group=2, test_groups=(2,), num_frames=6
@@ -293,10 +293,10 @@ def test_make_motion_videos_writes_ucf101_layout(tmp_path):
 
 @pytest.mark.parametrize("kind", ["attention", "show_tell"])
 def test_caption_samples_words_match_attention_maps(tmp_path, kind):
-    from vision2seq.captioner import Captioner
     from vision2seq.config import load_config
     from vision2seq.data.vocab import Vocabulary
     from vision2seq.demo import demo_config_path, make_shapes_dataset
+    from vision2seq.inference.captioner import Captioner
     from vision2seq.tasks.captioning import build_model
 
     annotations = make_shapes_dataset(tmp_path, n_train=2, n_val=0, n_test=5)

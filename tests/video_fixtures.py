@@ -15,9 +15,9 @@ import av
 import numpy as np
 from PIL import Image
 
-from vision2seq.data import video_container as container
-from vision2seq.data.video_frames import list_frame_files, load_frame, read_folder
-from vision2seq.data.video_types import VideoDecodeError
+from vision2seq.data.video import container
+from vision2seq.data.video.frames import list_frame_files, load_frame, read_folder
+from vision2seq.data.video.shared import VideoDecodeError
 from vision2seq.synthetic import write_video  # the one video writer, re-exported for the tests
 
 

@@ -59,8 +59,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
+    from vision2seq.inference.video_captioner import find_inputs, load_captioner
     from vision2seq.resources import configure_threads, worker_count
-    from vision2seq.video_captioner import find_inputs, load_captioner
 
     workers = worker_count(args.workers)
     configure_threads(args.threads, workers, announce=_announce(args))
@@ -87,7 +87,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from vision2seq.classifier import VideoClassifier, find_videos
+    from vision2seq.inference.classifier import VideoClassifier, find_videos
     from vision2seq.resources import configure_threads, worker_count
 
     workers = 0 if args.stream else worker_count(args.workers)
@@ -171,7 +171,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _caption_metrics(text: str) -> tuple[str, ...]:
-    from vision2seq.evaluation.captions import resolve_metrics
+    from vision2seq.evaluation.caption_metrics import resolve_metrics
 
     try:
         return resolve_metrics(text)
@@ -457,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     skipped_before = skipped_count()
     try:
         if getattr(args, "device", "auto") != "auto":
-            from vision2seq.distributed import resolve_device
+            from vision2seq.engine.distributed import resolve_device
 
             resolve_device(args.device)  # a device this machine lacks is refused before any work
         code = args.func(args)

@@ -64,10 +64,12 @@ def _rules(info: ValidationInfo) -> bool:
 class EncoderConfig:
     name: str = "resnet50"
     """A torchvision classification backbone (``torchvision.models.list_models()``): resnet18..152,
-    mobilenet_v3_large, efficientnet_b0, convnext_tiny, regnet_y_800mf, ..."""
+    mobilenet_v3_large, efficientnet_b0, convnext_tiny, regnet_y_800mf, ...; or ``timm:NAME`` for a
+    timm backbone (the ``timm`` extra): ``timm:tf_efficientnet_lite0``, ``timm:vit_small_patch16_224``."""
     weights: str | None = "DEFAULT"
-    """A torchvision weights name (``DEFAULT``, ``IMAGENET1K_V2``, ...), a path to a local state-dict
-    file, or null for random initialisation."""
+    """A torchvision weights name (``DEFAULT``, ``IMAGENET1K_V2``, ...) or, for ``timm:`` names,
+    ``DEFAULT`` / a pretrained tag (``in1k``); a path to a local state-dict file in the library's key
+    naming (loaded only if its keys match the network's exactly); or null for random initialisation."""
     output: Literal["pooled", "grid"] = "pooled"
     """``pooled``: one vector per image; ``grid``: the spatial feature map, for attention decoders."""
     trainable_from: str | None = None
@@ -261,7 +263,7 @@ class CaptionDecoderConfig:
     attention_dim: PositiveInt = 256
     num_layers: PositiveInt = 1
     dropout: Fraction = 0.3
-    conditioning: Literal["init", "pre", "merge"] = "merge"
+    conditioning: Literal["init", "pre", "merge", "par"] = "merge"
     """Show and Tell only: where the image enters the LSTM, ``init`` (its initial state), ``pre`` (the
     first input, as in the paper) or ``merge`` (concatenated with the LSTM output)."""
     alpha_c: NonNegative = 1.0

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from vision2seq.config import load_config
 from vision2seq.errors import escape
-from vision2seq.evaluation.captions import CaptionEvaluator
+from vision2seq.evaluation.caption_metrics import CaptionEvaluator
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -95,8 +95,8 @@ def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), prog
         overrides: ``key=value`` changes to ``configs/demo.yaml``.
         progress: show progress bars.
     """
-    from vision2seq.captioner import Captioner
     from vision2seq.evaluate import evaluate_checkpoint
+    from vision2seq.inference.captioner import Captioner
     from vision2seq.train import train
 
     output_dir = Path(output_dir).expanduser().resolve()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vision2seq.engine import evaluate
+from vision2seq.engine.loop import evaluate
 from vision2seq.resources import ensure_threads
 from vision2seq.tasks import restore_checkpoint
 from vision2seq.train import check_data_paths
@@ -21,7 +21,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """The task's metrics of the checkpoint at ``path`` on ``split`` (e.g. BLEU-4, CIDEr-D; top-1)."""
     ensure_threads()  # the CLI's automatic thread count, unless the user chose one
-    task_module, restored = restore_checkpoint(path, None, overrides, device)
+    task, restored = restore_checkpoint(path, None, overrides, device)
     check_data_paths(restored.config)  # "does not exist", before any data is parsed
-    loader = task_module.eval_loader(restored.config, restored.model, split, restored.device)
+    loader = task.eval_loader(restored.config, restored.model, split, restored.device)
     return evaluate(restored.task, restored.model, loader, restored.device, progress=progress)

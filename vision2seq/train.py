@@ -1,7 +1,7 @@
 """``vision2seq train``: build the task a config names and hand it to the shared loop.
 
 Runs in one process, or in each process of a ``torchrun`` job (DistributedDataParallel; see
-``vision2seq.distributed``).
+``vision2seq.engine.distributed``).
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from typing import Any
 
 from torch import nn
 
-from vision2seq import distributed
-from vision2seq.checkpoint import load_checkpoint
 from vision2seq.config import ExperimentConfig
-from vision2seq.engine import FitResult, fit, seed_everything
+from vision2seq.engine import distributed
+from vision2seq.engine.checkpoint import load_checkpoint
+from vision2seq.engine.loop import FitResult, fit, seed_everything
+from vision2seq.engine.run_dir import claim_output_dir
 from vision2seq.errors import UserError
 from vision2seq.resources import threads_for_run, worker_count
-from vision2seq.run_dir import claim_output_dir
 from vision2seq.tasks import TASKS
-from vision2seq.tasks.common import encoder_state
+from vision2seq.tasks.base import encoder_state
 
 
 def init_weights(model: nn.Module, task: Any, path: str | Path, checkpoint: dict | None = None) -> None:

@@ -50,8 +50,8 @@ def run_video_demo(
         overrides: ``key=value`` changes to ``configs/demo_video.yaml``.
         progress: show progress bars.
     """
-    from vision2seq.classifier import VideoClassifier
     from vision2seq.evaluate import evaluate_checkpoint
+    from vision2seq.inference.classifier import VideoClassifier
     from vision2seq.synthetic import make_motion_videos
     from vision2seq.train import train
 
@@ -117,9 +117,9 @@ def run_video_captioning_demo(
     """
     from vision2seq.demo import most_common_caption_scores
     from vision2seq.evaluate import evaluate_checkpoint
+    from vision2seq.inference.video_captioner import VideoCaptioner
     from vision2seq.synthetic import CAPTION_COLOURS, make_motion_caption_videos
     from vision2seq.train import train
-    from vision2seq.video_captioner import VideoCaptioner
 
     output_dir = Path(output_dir).expanduser().resolve()
     _say(f"vision2seq demo: data, feature cache and checkpoints go to {escape(str(output_dir))}")

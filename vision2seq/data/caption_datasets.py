@@ -23,7 +23,7 @@ from vision2seq.data.features import (
 from vision2seq.data.images import ImageFiles, ImageReadError, collate_good, load_image
 from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options, lone_last_batch
 from vision2seq.data.vocab import Vocabulary
-from vision2seq.distributed import SINGLE, DistContext
+from vision2seq.engine.distributed import SINGLE, DistContext
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.resources import worker_count
 

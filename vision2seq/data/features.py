@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from vision2seq.distributed import SINGLE, DistContext
+from vision2seq.engine.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 from vision2seq.errors import report as report_skipped
 from vision2seq.files import os_error, write_text

@@ -13,7 +13,7 @@ non-decreasing order; videos too short for the request are padded by repeating f
 ``rng`` state the result is the same.
 
 ``num_frames`` must be the number of frames that actually decode, not the container's claim (real
-.avi files often claim one frame more); `vision2seq.data.video.read_sampled_frames` takes a sampler and
+.avi files often claim one frame more); `vision2seq.data.video.reader.read_sampled_frames` takes a sampler and
 applies it to the true count.
 
 `ClipSampling` bundles the ``data`` settings into the one definition that raw-file training, evaluation,

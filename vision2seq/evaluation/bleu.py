@@ -8,7 +8,7 @@ The COCO variant differs from textbook BLEU in ways that move the numbers by up 
 * the brevity penalty ``exp(1 - reflen / testlen)`` uses corpus totals and applies only when the candidates
   are shorter than the references overall.
 
-Inputs are already-tokenized captions (see :func:`vision2seq.evaluation.tokenizer.ptb_tokenize`).
+Inputs are already-tokenized captions (see :func:`vision2seq.evaluation.ptb_tokenizer.ptb_tokenize`).
 """
 
 from __future__ import annotations

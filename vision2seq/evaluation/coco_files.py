@@ -279,13 +279,13 @@ def score_caption_files(
         references: COCO captions annotations, or a Karpathy split file (then ``split`` is used).
         split: The Karpathy split holding the references.
         per_image: Also return the scores of every image under ``per_image``.
-        metrics: Which metrics (see :func:`vision2seq.evaluation.captions.resolve_metrics`); by default
+        metrics: Which metrics (see :func:`vision2seq.evaluation.caption_metrics.resolve_metrics`); by default
             BLEU-1..4, ROUGE-L and CIDEr-D.
 
     Returns:
         The metrics' scores (and ``per_image``).
     """
-    from vision2seq.evaluation.captions import DEFAULT_METRICS, score_captions
+    from vision2seq.evaluation.caption_metrics import DEFAULT_METRICS, score_captions
 
     results = load_coco_results(predictions)
     data = read_json(references)

@@ -6,11 +6,14 @@ weights enum (downloaded and cached the standard way by torchvision), a local st
 random initialisation; the preprocessing (input size, mean/std) comes from the weights enum and the
 way a non-square image is made square from ``model.encoder.resize``; the encoder carries it, so it is
 identical at training, caching and prediction time.
+
+A name ``timm:NAME`` builds a timm backbone instead (``timm_encoder``, an optional extra); a local
+weights file of either kind is read and loaded by ``weights_file``: safely, and only when its keys are
+exactly the model's.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +24,9 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
-from vision2seq.checkpoint import refusal_reason
 from vision2seq.errors import UserError
+from vision2seq.models.timm_encoder import TimmTrunk, is_timm_name
+from vision2seq.models.weights_file import is_weights_file, load_exactly, read_state_dict
 
 # Top-level children from which the classifier head begins; everything before them is the trunk.
 _HEAD_NAMES = ("avgpool", "fc", "classifier", "head", "heads", "dropout")
@@ -117,13 +121,6 @@ def _weights_class(name: str) -> type[torchvision.models.WeightsEnum]:
         ) from None
 
 
-def is_weights_file(weights: str | None) -> bool:
-    """Whether ``weights`` names a local file rather than a torchvision weights enum."""
-    return weights is not None and (
-        Path(weights).suffix in (".pt", ".pth", ".bin", ".ckpt") or "/" in weights or Path(weights).is_file()
-    )
-
-
 def preprocessing_for(
     name: str, weights: str | None, image_size: int | None = None, resize: ResizeMode = "crop"
 ) -> Preprocessing:
@@ -149,17 +146,18 @@ def preprocessing_for(
 
 
 class ImageEncoder(nn.Module):
-    """A headless torchvision backbone with frozen / fine-tuned stages.
+    """A headless torchvision (or timm) backbone with frozen / fine-tuned stages.
 
     Args:
-        name: torchvision model name (``torchvision.models.list_models()``).
-        weights: weights enum name, path to a local state dict, or None for random initialisation.
+        name: torchvision model name (``torchvision.models.list_models()``) or ``timm:NAME``.
+        weights: weights enum name (timm: ``DEFAULT`` or a pretrained tag), path to a local state dict,
+            or None for random initialisation.
         output: ``pooled`` -> ``(B, D)``; ``grid`` -> ``(B, H*W, D)``.
         trainable_from: None (frozen), ``all``, or the first stage to fine-tune (see ``stage_names``).
         image_size: square input size overriding the weights' preprocessing.
         resize: how a non-square image becomes square: ``squash``, ``pad`` or ``crop`` (``Preprocessing``).
         load_weights: False builds the architecture only (weights then come from a checkpoint), so
-            restoring a trained model never downloads anything.
+            restoring a trained model never downloads or reads a weights file.
     """
 
     def __init__(
@@ -173,29 +171,45 @@ class ImageEncoder(nn.Module):
         resize: ResizeMode = "crop",
     ) -> None:
         super().__init__()
+        if resize not in RESIZE_MODES:
+            raise UserError(f"model.encoder.resize: unknown mode {resize!r} (choose squash, pad or crop)")
         self.name, self.output = name, output
-        self.preprocessing = preprocessing_for(name, weights, image_size, resize)
-        backbone = _build_backbone(name, weights if load_weights else None)
-        self.stages = nn.ModuleDict(_trunk_stages(name, backbone))
+        self.trunk: TimmTrunk | None = None
+        if is_timm_name(name):
+            self.trunk = TimmTrunk(name, weights, image_size, load_weights)
+            self.preprocessing = Preprocessing(**self.trunk.preprocessing_config, resize=resize)
+            # Each stage's modules and parameters, for freezing; they are registered under trunk.model.
+            self._stage_parts: dict[str, tuple[list[nn.Module], list[nn.Parameter]]] = {
+                key: (stage.modules, stage.parameters()) for key, stage in self.trunk.stages.items()
+            }
+        else:
+            self.preprocessing = preprocessing_for(name, weights, image_size, resize)
+            self.stages = nn.ModuleDict(_torchvision_stages(name, weights if load_weights else None))
+            self._stage_parts = {
+                key: ([stage], list(stage.parameters())) for key, stage in self.stages.items()
+            }
         self.trainable_stages = self._freeze(trainable_from)
         size = self.preprocessing.crop_size
         try:
             with torch.no_grad():  # in eval mode: batch norm cannot take batch statistics of one image
-                fmap = self.eval().feature_map(torch.zeros(1, 3, size, size))
-        except Exception:  # e.g. ViTs, whose forward() does more than chain their children
-            fmap = None
+                fmap = self.eval()._features(torch.zeros(1, 3, size, size))
+                probe = self._output(fmap)
+        except Exception:  # e.g. torchvision ViTs, whose forward() does more than chain their children
+            probe = fmap = None
         self.train()  # puts frozen stages in eval mode (batch norm, dropout, stochastic depth)
-        if fmap is None or fmap.dim() != 4:
+        if probe is None or fmap is None or (self.trunk is None and fmap.dim() != 4):
             raise UserError(
                 f"model.encoder.name: {name} is not supported as a feature encoder (no convolutional "
-                "feature map); use a CNN such as resnet50, convnext_tiny or efficientnet_b0"
+                "feature map); use a CNN such as resnet50, convnext_tiny or efficientnet_b0, or timm:NAME"
             )
-        self.feature_dim: int = fmap.shape[1]
-        self.grid_size: tuple[int, int] = (fmap.shape[2], fmap.shape[3])
+        self.feature_dim: int = probe.shape[-1]
+        self.grid_size: tuple[int, int] = (
+            self.trunk.grid_size(fmap, size) if self.trunk is not None else (fmap.shape[2], fmap.shape[3])
+        )
 
     @property
     def stage_names(self) -> list[str]:
-        return [key.replace(":", ".") for key in self.stages]
+        return [key.replace(":", ".") for key in self._stage_parts]
 
     @property
     def frozen(self) -> bool:
@@ -203,28 +217,37 @@ class ImageEncoder(nn.Module):
         return not self.trainable_stages
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` normalised images -> ``(B, D, h, w)`` features."""
+        """``(B, 3, H, W)`` normalised images -> ``(B, D, h, w)`` features (torchvision backbones)."""
         x = images
         for stage in self.stages.values():
             x = stage(x)
         return x
 
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.trunk.features(images) if self.trunk is not None else self.feature_map(images)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        fmap = self.feature_map(images)  # (B, D, h, w)
+        return self._output(self._features(images))
+
+    def _output(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) or a ViT's (B, prefix + h*w, D) -> pooled (B, D) or grid (B, h*w, D)."""
+        if self.trunk is not None:
+            return self.trunk.pooled(features) if self.output == "pooled" else self.trunk.grid(features)
         if self.output == "pooled":
-            return fmap.mean(dim=(2, 3))  # (B, D)
-        return fmap.flatten(2).transpose(1, 2)  # (B, h*w, D)
+            return features.mean(dim=(2, 3))  # (B, D)
+        return features.flatten(2).transpose(1, 2)  # (B, h*w, D)
 
     def train(self, mode: bool = True) -> ImageEncoder:
         # Frozen stages stay in eval mode so their batch-norm statistics never drift.
         super().train(mode)
-        for key, stage in self.stages.items():
+        for key, (modules, _) in self._stage_parts.items():
             if key not in self.trainable_stages:
-                stage.eval()
+                for module in modules:
+                    module.eval()
         return self
 
     def _freeze(self, trainable_from: str | None) -> set[str]:
-        keys = list(self.stages)
+        keys = list(self._stage_parts)
         if trainable_from in (None, "none"):
             start = len(keys)
         elif trainable_from == "all":
@@ -232,7 +255,9 @@ class ImageEncoder(nn.Module):
         else:
             wanted = str(trainable_from)
             matches = [
-                i for i, k in enumerate(keys) if k.replace(":", ".") == wanted or k.split(":")[-1] == wanted
+                i
+                for i, k in enumerate(keys)
+                if k.replace(":", ".") == wanted or k.replace(":", ".").split(".")[-1] == wanted
             ]
             if not matches:
                 raise UserError(
@@ -241,21 +266,28 @@ class ImageEncoder(nn.Module):
                 )
             start = matches[0]
         trainable = set(keys[start:])
-        for key, stage in self.stages.items():
-            stage.requires_grad_(key in trainable)
+        for key, (_, params) in self._stage_parts.items():
+            for param in params:
+                param.requires_grad_(key in trainable)
         return trainable
 
 
-def _build_backbone(name: str, weights: str | None) -> nn.Module:
+def _torchvision_stages(name: str, weights: str | None) -> OrderedDict[str, nn.Module]:
+    """The stages of torchvision's ``name`` with ``weights`` loaded (a file only if it matches exactly)."""
     if weights is None or weights.lower() in ("none", "null"):
-        return _get_model(name, None)
+        return _trunk_stages(name, _get_model(name, None))
     if is_weights_file(weights):
         model = _get_model(name, None)
-        _load_weights_file(model, Path(weights))
-        return model
+        stages = _trunk_stages(name, model)
+        path = Path(weights)
+        state = read_state_dict(path)
+        kept = {t.data_ptr() for stage in stages.values() for t in stage.state_dict().values()}
+        head = [k for k, t in model.state_dict().items() if t.data_ptr() not in kept]
+        load_exactly(model, state, path, optional=head)
+        return stages
     enum = weights_enum(name, weights)
     try:
-        return _get_model(name, enum)
+        return _trunk_stages(name, _get_model(name, enum))
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
         raise UserError(
             f"model.encoder.weights: could not download or read {enum} ({exc.__class__.__name__}: "
@@ -269,33 +301,6 @@ def _get_model(name: str, weights: torchvision.models.WeightsEnum | None) -> nn.
         return torchvision.models.get_model(name, weights=weights)
     except ValueError as exc:
         raise UserError(f"model.encoder.name: cannot build {name!r}: {exc}") from None
-
-
-def _load_weights_file(model: nn.Module, path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"{path}: encoder weights file not found (model.encoder.weights)")
-    if not path.is_file():  # a folder, a device such as /dev/zero, a FIFO: never read (it may not end)
-        raise UserError(f"{path}: not a regular file; model.encoder.weights needs a state-dict file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UserError(f"{path}: refused to load encoder weights: {refusal_reason(exc)}") from None
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable state-dict file ({str(exc).splitlines()[0]})") from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise UserError(f"{path}: expected a state dict (parameter name -> tensor)")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not fit this model ({str(exc).splitlines()[1:2]})") from None
-    # A missing classifier head is fine (it is dropped); a missing trunk tensor is not.
-    missing = [k for k in result.missing_keys if not k.startswith(_HEAD_NAMES)]
-    if missing:
-        raise UserError(f"{path}: weights file lacks {len(missing)} backbone tensors, e.g. {missing[0]!r}")
 
 
 def _trunk_stages(name: str, model: nn.Module) -> OrderedDict[str, nn.Module]:

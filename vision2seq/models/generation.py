@@ -22,7 +22,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from vision2seq.config import GenerationConfig
-    from vision2seq.models.captioner import CaptionDecoder
+    from vision2seq.models.caption_model import CaptionDecoder
 
 
 @dataclass

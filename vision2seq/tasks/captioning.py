@@ -1,41 +1,50 @@
 """The image-captioning task: its loss, predictions and evaluator, and how its model and loaders are built
-from a config or restored from a checkpoint (the names every task module exposes; see ``tasks``)."""
+from a config or restored from a checkpoint (one class implementing ``tasks.base.Task``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from vision2seq.config import CaptioningConfig
+from vision2seq.config import CaptioningConfig, GenerationConfig
 from vision2seq.data.tokenizer import detokenize
 from vision2seq.data.vocab import Vocabulary, VocabularyError
-from vision2seq.distributed import SINGLE, DistContext
-from vision2seq.engine import seed_everything
+from vision2seq.engine.distributed import SINGLE, DistContext
+from vision2seq.engine.loop import seed_everything
 from vision2seq.errors import UserError
-from vision2seq.evaluation.captions import CaptionEvaluator
-from vision2seq.models.captioner import CaptionModel, attention_regularization, build_decoder
+from vision2seq.evaluation.caption_metrics import CaptionEvaluator
+from vision2seq.models.caption_model import CaptionModel, attention_regularization, build_decoder
 from vision2seq.models.encoder import ImageEncoder
-from vision2seq.models.normalization import FeatureNorm, fit_feature_norm
-from vision2seq.scst import CiderDReward, SelfCritical, SelfCriticalLoss
-from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
+from vision2seq.models.normalization import FeatureNorm
+from vision2seq.tasks.base import (
+    Built,
+    Restored,
+    apply_overrides,
+    build_encoder,
+    parameter_groups,
+    start_encoder,
+)
+from vision2seq.tasks.base import fit_normalization as shared_fit
+from vision2seq.tasks.scst import CiderDReward, SelfCritical, SelfCriticalLoss
 
-NAME = "captioning"
-COMMAND = "vision2seq caption"
-"""The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
-EXTRAS = "vocab"
-"""The entry of a checkpoint's ``extras`` this task needs (a list)."""
 
+@dataclass
+class Captions:
+    """A batch's generated captions, in batch order, and with ``return_attention`` each caption's
+    attention: ``(tokens, grid_h, grid_w)`` maps over an image's grid, ``(tokens, T)`` over a clip's
+    frames (row ``i``: the weights used to predict token ``i``)."""
 
-def check_extras(vocab: Any) -> str | None:
-    """What is wrong with a checkpoint's vocabulary, or None."""
-    try:
-        Vocabulary(vocab)
-    except VocabularyError as exc:
-        return f"malformed vocabulary in the checkpoint: {exc}"
-    return None
+    captions: list[str]
+    attention: list[torch.Tensor] | None = None
+
+    def items(self) -> list[tuple[str, torch.Tensor | None]]:
+        """One ``(caption, attention or None)`` per item."""
+        attention = self.attention or [None] * len(self.captions)
+        return list(zip(self.captions, attention, strict=True))
 
 
 class BatchCaptionEvaluator:
@@ -44,8 +53,12 @@ class BatchCaptionEvaluator:
     def __init__(self) -> None:
         self.scorer = CaptionEvaluator()
 
-    def update(self, predictions: dict[str, str], batch: Mapping[str, Any]) -> None:
-        self.scorer.update(predictions, dict(zip(batch["keys"], batch["references"], strict=True)))
+    def update(self, predictions: Captions, batch: Mapping[str, Any]) -> None:
+        keys = batch["keys"]
+        self.scorer.update(
+            dict(zip(keys, predictions.captions, strict=True)),
+            dict(zip(keys, batch["references"], strict=True)),
+        )
 
     def compute(self) -> dict[str, float]:
         return self.scorer.compute()
@@ -62,7 +75,10 @@ class CaptioningTask:
             document frequencies come from them).
     """
 
-    name = NAME
+    name = "captioning"
+    command = "vision2seq caption"
+    extras = "vocab"
+    schema: type = CaptioningConfig
     inputs = ("images", "features")
     monitor = "bleu_4"
 
@@ -109,35 +125,117 @@ class CaptioningTask:
             losses["attention_reg"] = reg.detach()
         return losses
 
-    def predict_step(self, model: CaptionModel, batch: Mapping[str, Any]) -> dict[str, str]:
-        result = model.generate(model.features(batch), self.config.generation)
-        return {
-            key: detokenize(self.vocab.decode(tokens))
-            for key, tokens in zip(batch["keys"], result.tokens, strict=True)
-        }
+    def predict_step(
+        self,
+        model: CaptionModel,
+        batch: Mapping[str, Any],
+        settings: GenerationConfig | None = None,
+        return_attention: bool = False,
+    ) -> Captions:
+        """Generate (``settings``: the config's ``generation`` unless given) and detokenize: the one place
+        evaluation, ``caption`` and the Python entry points turn a batch into captions."""
+        result = model.generate(model.features(batch), settings or self.config.generation, return_attention)
+        captions = [detokenize(self.vocab.decode(tokens)) for tokens in result.tokens]
+        if not return_attention or result.attention is None:
+            return Captions(captions)
+        return Captions(captions, [self.attention_map(model, a) for a in result.attention])
+
+    @staticmethod
+    def attention_map(model: CaptionModel, attention: torch.Tensor) -> torch.Tensor:
+        """One caption's ``(tokens, positions)`` attention as ``(tokens, grid_h, grid_w)`` maps, on the CPU
+        (a pooled encoder's single position stays as it is)."""
+        h, w = model.encoder.grid_size
+        if attention.shape[-1] == h * w:
+            return attention.reshape(attention.shape[0], h, w).cpu()
+        return attention.cpu()
 
     def make_evaluator(self) -> BatchCaptionEvaluator:
         return BatchCaptionEvaluator()
 
-    def parameter_groups(self, model: CaptionModel) -> list[dict[str, Any]]:
-        return [
-            {"params": list(model.decoder.parameters()), "lr": self.config.train.lr},
-            {
-                "params": list(model.encoder.parameters()),
-                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
-            },
-        ]
+    def parameter_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        return parameter_groups(self.config, model)
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {EXTRAS: self.vocab.to_list()}
+        return {self.extras: self.vocab.to_list()}
+
+    @staticmethod
+    def check_extras(vocab: Any) -> str | None:
+        """What is wrong with a checkpoint's vocabulary, or None."""
+        try:
+            Vocabulary(vocab)
+        except VocabularyError as exc:
+            return f"malformed vocabulary in the checkpoint: {exc}"
+        return None
+
+    @classmethod
+    def build(
+        cls,
+        config: CaptioningConfig,
+        device: torch.device,
+        dist: DistContext = SINGLE,
+        init: Mapping[str, Any] | None = None,
+    ) -> Built:
+        """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
+        from vision2seq.data.caption_datasets import build_caption_data
+
+        # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
+        encoder = start_encoder(build_encoder(config, load_weights=not init), init)
+        data = build_caption_data(config, encoder, device, dist=dist)
+        # Building the feature cache may draw from the RNG; re-seed so the decoder's initial weights depend
+        # only on the seed, whether or not the cache already existed.
+        seed_everything(config.seed + 1)
+        model = build_model(config, data.vocab, encoder=encoder)
+        fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
+        return Built(
+            cls(config, data.vocab, scst_references(config, data.train)), model, data.train, data.val
+        )
+
+    @classmethod
+    def eval_loader(cls, config: CaptioningConfig, model: CaptionModel, split: str, device: torch.device):
+        """One item per image of ``split``, with its references (features from the cache when frozen)."""
+        from vision2seq.data.caption_datasets import build_eval_loader
+
+        return build_eval_loader(config, model.encoder, device, split)
+
+    @classmethod
+    def restore(
+        cls, checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
+    ) -> Restored:
+        """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is
+        built (after ``legacy_overrides``)."""
+        config = apply_overrides(checkpoint, source, [*cls.legacy_overrides(checkpoint), *overrides])
+        vocab = Vocabulary(checkpoint["extras"][cls.extras])
+        return Restored.build(
+            cls(config, vocab),
+            lambda: cls.model(config, vocab, load_weights=False),
+            checkpoint,
+            source,
+            device,
+        )
+
+    @staticmethod
+    def model(config: Any, vocab: Vocabulary, load_weights: bool = True) -> torch.nn.Module:
+        """Its model, as configured (``build_model``)."""
+        return build_model(config, vocab, load_weights=load_weights)
+
+    @staticmethod
+    def legacy_overrides(checkpoint: dict[str, Any]) -> list[str]:
+        """The settings of decoder keys a checkpoint predates, as its model was built without them."""
+        decoder = checkpoint["config"].get("model", {}).get("decoder", {})
+        if not isinstance(decoder, dict):
+            return []
+        # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's pre-inject.
+        missing = [] if "conditioning" in decoder else ["model.decoder.conditioning=pre"]
+        # Written before grid positions existed: its attention decoder reads the grid without them.
+        return missing + ([] if "positions" in decoder else ["model.decoder.positions=false"])
 
 
-def build_encoder(config: CaptioningConfig, load_weights: bool = True) -> ImageEncoder:
-    """The configured encoder; ``load_weights=False`` when its weights will come from a checkpoint."""
-    enc = config.model.encoder
-    return ImageEncoder(
-        enc.name, enc.weights, enc.output, enc.trainable(), enc.image_size, load_weights, enc.resize
-    )
+def scst_references(config: Any, train: Any) -> dict[str, Sequence[str]] | None:
+    """Under SCST, the raw references of every training item by key (the reward's document frequencies
+    come from them); None for cross-entropy."""
+    if config.train.objective != "scst":
+        return None
+    return {r.key: r.captions for r in train.dataset.records}
 
 
 def build_model(
@@ -161,77 +259,12 @@ def build_model(
     return CaptionModel(encoder, decoder, vocab.bos_id, vocab.eos_id, norm)
 
 
-def build(
-    config: CaptioningConfig,
-    device: torch.device,
-    dist: DistContext = SINGLE,
-    init: Mapping[str, Any] | None = None,
-) -> Built:
-    """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
-    from vision2seq.data.caption_datasets import build_caption_data
-
-    # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
-    encoder = start_encoder(build_encoder(config, load_weights=not init), init)
-    data = build_caption_data(config, encoder, device, dist=dist)
-    # Building the feature cache may draw from the RNG; re-seed so the decoder's initial weights depend
-    # only on the seed, whether or not the cache already existed.
-    seed_everything(config.seed + 1)
-    model = build_model(config, data.vocab, encoder=encoder)
-    fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
-    references = None
-    if config.train.objective == "scst":
-        references = {r.key: r.captions for r in data.train.dataset.records}
-    return Built(CaptioningTask(config, data.vocab, references), model, data.train, data.val)
-
-
 def fit_normalization(
     model: CaptionModel, dataset: Any, seed: int, batch_size: int, device: torch.device
 ) -> None:
-    """Set the model's feature statistics from the training images (each image once, however many
-    captions it has): their cached features, or a bounded pass of the encoder in the mode it trains in.
-
-    A trained encoder's batch norm uses batch statistics in training; its running statistics, before any
-    training, are those of no data (mean 0, variance 1), and a random-init network's features computed
-    with them are of another scale entirely (statistics fitted that way blew the decoder's input up by
-    orders of magnitude). The pass also moves those running statistics towards the data's, as a training
-    pass would. A frozen encoder is in eval mode either way."""
+    """Set the model's feature statistics from the training images, each once however many captions it
+    has (``tasks.base.fit_normalization``)."""
     from vision2seq.data.caption_datasets import ImageItems, collate_captions
 
-    encoder = model.encoder
-    was_training = encoder.training
-    encoder.to(device).train()  # frozen stages stay in eval mode
-    model.norm.to(device)
-
-    def raw(batch: Mapping[str, Any]) -> torch.Tensor:
-        return model.raw_features({k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)})
-
-    fit_feature_norm(
-        model.norm, ImageItems(dataset.source), collate_captions, raw, seed, batch_size=batch_size
-    )
-    encoder.train(was_training)
-
-
-def eval_loader(config: CaptioningConfig, model: CaptionModel, split: str, device: torch.device):
-    """One item per image of ``split``, with its references (features from the cache when frozen)."""
-    from vision2seq.data.caption_datasets import build_eval_loader
-
-    return build_eval_loader(config, model.encoder, device, split)
-
-
-def restore(
-    checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
-) -> Restored:
-    """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
-    decoder = checkpoint["config"].get("model", {}).get("decoder", {})
-    if isinstance(decoder, dict) and "conditioning" not in decoder:
-        # Written before conditioning was configurable: its Show-and-Tell decoder is the paper's pre-inject.
-        overrides = ["model.decoder.conditioning=pre", *overrides]
-    if isinstance(decoder, dict) and "positions" not in decoder:
-        # Written before grid positions existed: its attention decoder reads the grid without them.
-        overrides = ["model.decoder.positions=false", *overrides]
-    config = apply_overrides(checkpoint, source, overrides)
-    vocab = Vocabulary(checkpoint["extras"][EXTRAS])
-    task = CaptioningTask(config, vocab)
-    return Restored.build(
-        task, lambda: build_model(config, vocab, load_weights=False), checkpoint, source, device
-    )
+    items = ImageItems(dataset.source)
+    shared_fit(model, items, collate_captions, CaptionModel.raw_features, seed, batch_size, device)

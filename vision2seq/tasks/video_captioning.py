@@ -1,5 +1,5 @@
 """The video-captioning task: its loss, predictions and evaluator, and how its model and loaders are built
-from a config or restored from a checkpoint (the names every task module exposes; see ``tasks``).
+from a config or restored from a checkpoint (one class implementing ``tasks.base.Task``).
 
 The loss, predictions and metrics are image captioning's (teacher-forced cross-entropy, captions judged by
 generating, COCO caption metrics with the same keys); what differs is the model (an order-aware encoder
@@ -8,57 +8,74 @@ over the frames before the attention decoder) and the data (clips through the vi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from vision2seq.config import VideoCaptioningConfig
 from vision2seq.data.vocab import Vocabulary
-from vision2seq.distributed import SINGLE, DistContext
-from vision2seq.engine import seed_everything
-from vision2seq.models.captioner import AttentionDecoder
+from vision2seq.engine.distributed import SINGLE, DistContext
+from vision2seq.engine.loop import seed_everything
+from vision2seq.models.caption_model import AttentionDecoder
 from vision2seq.models.encoder import ImageEncoder
-from vision2seq.models.video_captioner import TemporalEncoder, VideoCaptionModel
-from vision2seq.tasks.captioning import CaptioningTask
-from vision2seq.tasks.captioning import check_extras as check_extras  # the same vocabulary check
-from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
-
-NAME = "video_captioning"
-COMMAND = "vision2seq caption"
-"""The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
-EXTRAS = "vocab"
-"""The entry of a checkpoint's ``extras`` this task needs (a list)."""
+from vision2seq.models.video_caption_model import TemporalEncoder, VideoCaptionModel
+from vision2seq.tasks.base import Built, build_encoder, start_encoder
+from vision2seq.tasks.captioning import CaptioningTask, scst_references
 
 
 class VideoCaptioningTask(CaptioningTask):
     """Image captioning's objectives (cross-entropy + attention penalty over frames, or SCST) and
-    evaluation, for clips; the temporal encoder trains with the decoder. Best checkpoint by CIDEr-D."""
+    evaluation, for clips; the temporal encoder trains with the decoder. Best checkpoint by CIDEr-D.
+    Its checkpoints hold the same ``vocab`` entry, checked the same way (``check_extras`` inherited)."""
 
-    name = NAME
+    name = "video_captioning"
+    schema: type = VideoCaptioningConfig
     inputs = ("frames", "features")
     monitor = "cider"
 
-    def parameter_groups(self, model: VideoCaptionModel) -> list[dict[str, Any]]:
-        return [
-            {
-                "params": [*model.temporal.parameters(), *model.decoder.parameters()],
-                "lr": self.config.train.lr,
-            },
-            {
-                "params": list(model.encoder.parameters()),
-                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
-            },
-        ]
+    @staticmethod
+    def attention_map(model: torch.nn.Module, attention: torch.Tensor) -> torch.Tensor:
+        """One caption's attention over the clip's frames, ``(tokens, T)``, on the CPU."""
+        return attention.cpu()
 
+    @classmethod
+    def build(
+        cls,
+        config: VideoCaptioningConfig,
+        device: torch.device,
+        dist: DistContext = SINGLE,
+        init: Mapping[str, Any] | None = None,
+    ) -> Built:
+        """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
+        from vision2seq.data.video.caption_loaders import build_video_caption_data
 
-def build_encoder(config: VideoCaptioningConfig, load_weights: bool = True) -> ImageEncoder:
-    """The configured per-frame encoder; ``load_weights=False`` when its weights come from a checkpoint."""
-    enc = config.model.encoder
-    # The temporal encoder reads one vector per frame, so the encoder output is always pooled.
-    return ImageEncoder(
-        enc.name, enc.weights, "pooled", enc.trainable(), enc.image_size, load_weights, enc.resize
-    )
+        # ``init``: the encoder weights of train.init_from, loaded before the cache is made.
+        encoder = start_encoder(build_encoder(config, load_weights=not init, pooled=True), init)
+        data = build_video_caption_data(config, encoder, device, dist)
+        seed_everything(config.seed + 1)  # model init independent of whether the cache already existed
+        model = build_model(config, data.vocab, encoder=encoder)
+        return Built(
+            cls(config, data.vocab, scst_references(config, data.train)), model, data.train, data.val
+        )
+
+    @classmethod
+    def eval_loader(
+        cls, config: VideoCaptioningConfig, model: VideoCaptionModel, split: str, device: torch.device
+    ):
+        """One item per clip of ``split``, with its references (features from the cache when frozen)."""
+        from vision2seq.data.video.caption_loaders import build_eval_loader
+
+        return build_eval_loader(config, model.encoder, device, split)
+
+    @staticmethod
+    def model(config: Any, vocab: Vocabulary, load_weights: bool = True) -> torch.nn.Module:
+        """Its model, as configured (``build_model``)."""
+        return build_model(config, vocab, load_weights=load_weights)
+
+    @staticmethod
+    def legacy_overrides(checkpoint: dict[str, Any]) -> list[str]:
+        return []  # every video-captioning checkpoint has today's keys
 
 
 def build_model(
@@ -69,7 +86,7 @@ def build_model(
 ) -> VideoCaptionModel:
     """Encoder (built unless given), temporal encoder and attention decoder, as configured."""
     t, dec = config.model.temporal, config.model.decoder
-    encoder = encoder or build_encoder(config, load_weights)
+    encoder = encoder or build_encoder(config, load_weights, pooled=True)
     temporal = TemporalEncoder(
         encoder.feature_dim,
         kind=t.kind,
@@ -89,42 +106,3 @@ def build_model(
         pad_id=vocab.pad_id,
     )
     return VideoCaptionModel(encoder, temporal, decoder, vocab.bos_id, vocab.eos_id)
-
-
-def build(
-    config: VideoCaptioningConfig,
-    device: torch.device,
-    dist: DistContext = SINGLE,
-    init: Mapping[str, Any] | None = None,
-) -> Built:
-    """The task, model and loaders of a training run (the vocabulary comes from the training captions)."""
-    from vision2seq.data.video_caption_loaders import build_video_caption_data
-
-    # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
-    encoder = start_encoder(build_encoder(config, load_weights=not init), init)
-    data = build_video_caption_data(config, encoder, device, dist)
-    seed_everything(config.seed + 1)  # model init independent of whether the cache already existed
-    model = build_model(config, data.vocab, encoder=encoder)
-    references = None
-    if config.train.objective == "scst":
-        references = {r.key: r.captions for r in data.train.dataset.records}
-    return Built(VideoCaptioningTask(config, data.vocab, references), model, data.train, data.val)
-
-
-def eval_loader(config: VideoCaptioningConfig, model: VideoCaptionModel, split: str, device: torch.device):
-    """One item per clip of ``split``, with its references (features from the cache when frozen)."""
-    from vision2seq.data.video_caption_loaders import build_eval_loader
-
-    return build_eval_loader(config, model.encoder, device, split)
-
-
-def restore(
-    checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
-) -> Restored:
-    """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
-    config = apply_overrides(checkpoint, source, overrides)
-    vocab = Vocabulary(checkpoint["extras"][EXTRAS])
-    task = VideoCaptioningTask(config, vocab)
-    return Restored.build(
-        task, lambda: build_model(config, vocab, load_weights=False), checkpoint, source, device
-    )

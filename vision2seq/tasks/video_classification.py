@@ -1,5 +1,5 @@
 """The video-classification task: its loss, predictions and evaluator, and how its model and loaders are
-built from a config or restored from a checkpoint (the names every task module exposes; see ``tasks``)."""
+built from a config or restored from a checkpoint (one class implementing ``tasks.base.Task``)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,21 @@ import torch
 import torch.nn.functional as F
 
 from vision2seq.config import VideoConfig
-from vision2seq.distributed import SINGLE, DistContext
-from vision2seq.engine import seed_everything
+from vision2seq.engine.distributed import SINGLE, DistContext
+from vision2seq.engine.loop import seed_everything
 from vision2seq.evaluation.accuracy import ClassificationEvaluator
 from vision2seq.models.clip_classifier import ClipClassifier, VideoModel
 from vision2seq.models.encoder import ImageEncoder
-from vision2seq.models.normalization import DEFAULT_MAX_ITEMS, FeatureNorm, fit_feature_norm
-from vision2seq.tasks.common import Built, Restored, apply_overrides, start_encoder
-
-NAME = "video_classification"
-COMMAND = "vision2seq classify"
-"""The command that uses this task's checkpoints (named in errors about the wrong kind of checkpoint)."""
-EXTRAS = "labels"
-"""The entry of a checkpoint's ``extras`` this task needs (the class names, a list)."""
-
-
-def build_encoder(config: VideoConfig, load_weights: bool = True) -> ImageEncoder:
-    """The configured per-frame encoder; ``load_weights=False`` when its weights come from a checkpoint."""
-    enc = config.model.encoder
-    # A clip classifier consumes one vector per frame, so the encoder output is always pooled.
-    return ImageEncoder(
-        enc.name, enc.weights, "pooled", enc.trainable(), enc.image_size, load_weights, enc.resize
-    )
+from vision2seq.models.normalization import DEFAULT_MAX_ITEMS, FeatureNorm
+from vision2seq.tasks.base import (
+    Built,
+    Restored,
+    apply_overrides,
+    build_encoder,
+    parameter_groups,
+    start_encoder,
+)
+from vision2seq.tasks.base import fit_normalization as shared_fit
 
 
 def build_model(
@@ -39,7 +32,7 @@ def build_model(
 ) -> VideoModel:
     """Encoder (built unless given) plus the configured clip classifier."""
     t = config.model.temporal
-    encoder = encoder or build_encoder(config, load_weights)
+    encoder = encoder or build_encoder(config, load_weights, pooled=True)
     classifier = ClipClassifier(
         encoder.feature_dim,
         num_classes,
@@ -63,31 +56,11 @@ def fit_normalization(
     model: VideoModel, dataset: Any, seed: int, batch_size: int, device: torch.device
 ) -> None:
     """Set the model's feature statistics from training clips: their cached per-frame features, or a
-    bounded pass of the encoder over decoded clips, in the mode it trains in (see
-    ``captioning.fit_normalization``)."""
-    from vision2seq.data.video_loaders import CachedClips, collate_clips
+    bounded pass of the encoder over decoded clips (``tasks.base.fit_normalization``)."""
+    from vision2seq.data.video.loaders import CachedClips, collate_clips
 
-    encoder = model.encoder
-    was_training = encoder.training
-    encoder.to(device).train()  # frozen stages stay in eval mode
-    model.norm.to(device)
-
-    def raw(batch: Mapping[str, Any]) -> torch.Tensor:
-        return model.raw_clip_features({k: v.to(device) for k, v in batch.items() if k != "label"})
-
-    cached = isinstance(dataset, CachedClips)
-    limit = DEFAULT_MAX_ITEMS if cached else DECODED_CLIPS_FOR_STATISTICS
-    fit_feature_norm(model.norm, dataset, collate_clips, raw, seed, max_items=limit, batch_size=batch_size)
-    encoder.train(was_training)
-
-
-def check_extras(labels: Any) -> str | None:
-    """What is wrong with a checkpoint's class names, or None."""
-    if not (labels and all(isinstance(x, str) and x for x in labels)):
-        return "malformed class labels in the checkpoint (not a list of names)"
-    if len(set(labels)) != len(labels):
-        return "malformed class labels in the checkpoint (a name listed twice)"
-    return None
+    limit = DEFAULT_MAX_ITEMS if isinstance(dataset, CachedClips) else DECODED_CLIPS_FOR_STATISTICS
+    shared_fit(model, dataset, collate_clips, VideoModel.raw_clip_features, seed, batch_size, device, limit)
 
 
 class VideoEvaluator:
@@ -115,7 +88,10 @@ class VideoEvaluator:
 class VideoClassificationTask:
     """Cross-entropy on clip logits; predictions are softmax scores averaged over a video's clips."""
 
-    name = NAME
+    name = "video_classification"
+    command = "vision2seq classify"
+    extras = "labels"
+    schema: type = VideoConfig
     inputs = ("frames", "features")
     monitor = "top1"
 
@@ -136,53 +112,61 @@ class VideoClassificationTask:
     def make_evaluator(self) -> VideoEvaluator:
         return VideoEvaluator(self.class_names)
 
-    def parameter_groups(self, model: VideoModel) -> list[dict[str, Any]]:
-        return [
-            {"params": list(model.classifier.parameters()), "lr": self.config.train.lr},
-            {
-                "params": list(model.encoder.parameters()),
-                "lr": self.config.model.encoder.learning_rate(self.config.train.lr),
-            },
-        ]
+    def parameter_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        return parameter_groups(self.config, model)
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {EXTRAS: list(self.class_names)}
+        return {self.extras: list(self.class_names)}
 
+    @staticmethod
+    def check_extras(labels: Any) -> str | None:
+        """What is wrong with a checkpoint's class names, or None."""
+        if not (labels and all(isinstance(x, str) and x for x in labels)):
+            return "malformed class labels in the checkpoint (not a list of names)"
+        if len(set(labels)) != len(labels):
+            return "malformed class labels in the checkpoint (a name listed twice)"
+        return None
 
-def build(
-    config: VideoConfig,
-    device: torch.device,
-    dist: DistContext = SINGLE,
-    init: Mapping[str, Any] | None = None,
-) -> Built:
-    """The task, model and loaders of a training run (class names from the dataset's layout)."""
-    from vision2seq.data.video_loaders import build_video_data
+    @classmethod
+    def build(
+        cls,
+        config: VideoConfig,
+        device: torch.device,
+        dist: DistContext = SINGLE,
+        init: Mapping[str, Any] | None = None,
+    ) -> Built:
+        """The task, model and loaders of a training run (class names from the dataset's layout)."""
+        from vision2seq.data.video.loaders import build_video_data
 
-    # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
-    encoder = start_encoder(build_encoder(config, load_weights=not init), init)
-    data = build_video_data(config, encoder, device, dist)
-    seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
-    model = build_model(config, len(data.class_names), encoder=encoder)
-    fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
-    return Built(VideoClassificationTask(config, data.class_names), model, data.train, data.val)
+        # ``init``: the encoder weights of train.init_from, loaded before the cache and statistics are made.
+        encoder = start_encoder(build_encoder(config, load_weights=not init, pooled=True), init)
+        data = build_video_data(config, encoder, device, dist)
+        seed_everything(config.seed + 1)  # classifier init independent of whether the cache existed
+        model = build_model(config, len(data.class_names), encoder=encoder)
+        fit_normalization(model, data.train.dataset, config.seed, config.train.batch_size, device)
+        return Built(cls(config, data.class_names), model, data.train, data.val)
 
+    @classmethod
+    def eval_loader(cls, config: VideoConfig, model: VideoModel, split: str, device: torch.device):
+        """Every video of ``split`` with its label (features from the training run's cache when frozen)."""
+        from vision2seq.data.video.loaders import clip_datasets, load_video_list, make_loader
 
-def eval_loader(config: VideoConfig, model: VideoModel, split: str, device: torch.device):
-    """Every video of ``split`` with its label (features from the training run's cache when frozen)."""
-    from vision2seq.data.video_loaders import clip_datasets, load_video_list, make_loader
+        videos = load_video_list(config, split)
+        [dataset] = clip_datasets(config, model.encoder, [(videos, False)], device)
+        return make_loader(dataset, config, False, device)
 
-    videos = load_video_list(config, split)
-    [dataset] = clip_datasets(config, model.encoder, [(videos, False)], device)
-    return make_loader(dataset, config, False, device)
-
-
-def restore(
-    checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
-) -> Restored:
-    """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is built."""
-    config = apply_overrides(checkpoint, source, overrides)
-    names = list(checkpoint["extras"][EXTRAS])
-    task = VideoClassificationTask(config, names)
-    return Restored.build(
-        task, lambda: build_model(config, len(names), load_weights=False), checkpoint, source, device
-    )
+    @classmethod
+    def restore(
+        cls, checkpoint: dict[str, Any], source: str, overrides: Sequence[str] = (), device: str = "auto"
+    ) -> Restored:
+        """Task and model of a loaded checkpoint, its config changed by ``overrides`` before anything is
+        built."""
+        config = apply_overrides(checkpoint, source, overrides)
+        names = list(checkpoint["extras"][cls.extras])
+        return Restored.build(
+            cls(config, names),
+            lambda: build_model(config, len(names), load_weights=False),
+            checkpoint,
+            source,
+            device,
+        )

@@ -12,7 +12,7 @@ Every plotting function takes an optional ``ax`` (grids: ``axes``) to draw into 
 """
 
 from vision2seq.viz._figures import has_matplotlib
-from vision2seq.viz.captioning import (
+from vision2seq.viz.caption_figures import (
     CaptionSamples,
     beam_size_sweep,
     caption_grid,

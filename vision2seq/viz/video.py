@@ -13,7 +13,7 @@ from vision2seq.evaluation.accuracy import write_confusion_csv
 from vision2seq.viz._figures import _figure, has_matplotlib
 
 if TYPE_CHECKING:
-    from vision2seq.classifier import StreamUpdate
+    from vision2seq.inference.classifier import StreamUpdate
 
 __all__ = ["plot_confusion_matrix", "plot_per_class_accuracy", "plot_stream", "save_confusion_matrix"]
 

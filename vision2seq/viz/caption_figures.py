@@ -20,7 +20,7 @@ from vision2seq.viz._figures import _grid
 if TYPE_CHECKING:
     from PIL import Image
 
-    from vision2seq.captioner import Captioner
+    from vision2seq.inference.captioner import Captioner
 
 __all__ = [
     "CaptionSamples",
@@ -85,9 +85,9 @@ def caption_samples(
     """
     import torch
 
-    from vision2seq.captioner import Captioner
     from vision2seq.data.caption_datasets import prepare_records
     from vision2seq.data.images import load_image
+    from vision2seq.inference.captioner import Captioner
 
     if not isinstance(captioner, Captioner):
         captioner = Captioner.from_checkpoint(captioner, device=device)

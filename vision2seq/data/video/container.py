@@ -25,7 +25,7 @@ Decode strategy (`read_file`):
 Damaged input is decoded as far as possible: a packet that fails to decode is skipped, a container that
 breaks off keeps the frames before the break, and only a video with no decodable frame at all is an
 error. Rotation metadata (the display matrix phones write) is applied, so frames come out upright.
-Frames larger than `vision2seq.data.video_types.MAX_FRAME_PIXELS` are refused from the stream header
+Frames larger than `vision2seq.data.video.shared.MAX_FRAME_PIXELS` are refused from the stream header
 and again on each decoded frame, before any colour conversion.
 
 Untrusted files: only the containers of ``VIDEO_SUFFIXES`` are opened (FFmpeg never probes its other
@@ -44,8 +44,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vision2seq.data import video_types
-from vision2seq.data.video_types import IndexSampler, SampledFrames, VideoDecodeError, check_frame_size
+from vision2seq.data.video import shared as video_types
+from vision2seq.data.video.shared import IndexSampler, SampledFrames, VideoDecodeError, check_frame_size
 
 # FFmpeg demuxers of the containers of VIDEO_SUFFIXES; no other is ever probed, whatever a file is named.
 # Of FFmpeg's 400-odd demuxers most are for images, subtitles, playlists (HLS would open the files or

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from vision2seq.models.captioner import AttentionDecoder, DecoderOutput
+from vision2seq.models.caption_model import AttentionDecoder, DecoderOutput
 from vision2seq.models.generation import Generation, generate
 
 if TYPE_CHECKING:

@@ -174,7 +174,7 @@ class CaptionDecoder(nn.Module):
         return replace(state, h=state.h.index_select(0, index), c=state.c.index_select(0, index))
 
 
-CONDITIONING = ("init", "pre", "merge")
+CONDITIONING = ("init", "pre", "merge", "par")
 """How Show and Tell gives the image to its LSTM (see ``ShowTellDecoder``)."""
 
 
@@ -188,7 +188,11 @@ class ShowTellDecoder(CaptionDecoder):
     - ``pre`` (pre-inject, the paper's): the image, projected to the word-embedding size, is the LSTM's
       first input, before ``<bos>``; the output at that step is discarded.
     - ``merge``: the LSTM reads only words; its output is concatenated with the projected image before the
-      output layer, so every word prediction sees the image directly.
+      output layer, so every word prediction sees the image directly. The two meet in one linear layer,
+      so the image's vote for a word cannot depend on what was already said: which shape goes with the
+      colour just named (two objects) is out of its reach.
+    - ``par`` (par-inject): the projected image is an LSTM input at every step, beside the word, so the
+      gates combine what the image holds with what the caption has said so far.
 
     A grid is mean-pooled first.
 
@@ -200,7 +204,7 @@ class ShowTellDecoder(CaptionDecoder):
         num_layers: Stacked LSTM layers.
         dropout: Dropout on the LSTM inputs, between layers and before the output layer.
         pad_id: Token id used for padding (its embedding stays zero).
-        conditioning: ``init``, ``pre`` or ``merge``.
+        conditioning: ``init``, ``pre``, ``merge`` or ``par``.
     """
 
     def __init__(
@@ -225,8 +229,9 @@ class ShowTellDecoder(CaptionDecoder):
         else:
             self.image_proj = nn.Linear(feature_dim, embed_dim)
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        inputs = 2 * embed_dim if conditioning == "par" else embed_dim
         self.lstm = nn.LSTM(
-            embed_dim, hidden_dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+            inputs, hidden_dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden_dim + (embed_dim if conditioning == "merge" else 0), vocab_size)
@@ -255,6 +260,10 @@ class ShowTellDecoder(CaptionDecoder):
             # The output after the image has no word to predict; the one after <bos> predicts captions[:, 1].
             return DecoderOutput(logits=self._output(out[:, 1:], None), alphas=None)  # (B, L-1, V)
         hx = self._initial(pooled) if self.conditioning == "init" else None
+        if self.conditioning == "par":
+            image = self.image_proj(pooled).unsqueeze(1).expand(-1, words.size(1), -1)  # (B, L-1, E)
+            out, _ = self.lstm(self.dropout(torch.cat([words, image], dim=-1)))  # (B, L-1, H)
+            return DecoderOutput(logits=self._output(out, None), alphas=None)
         out, _ = self.lstm(self.dropout(words), hx)  # (B, L-1, H)
         merged = self.image_proj(pooled).unsqueeze(1) if self.conditioning == "merge" else None  # (B, 1, E)
         return DecoderOutput(logits=self._output(out, merged), alphas=None)
@@ -269,17 +278,20 @@ class ShowTellDecoder(CaptionDecoder):
             h, c = self._initial(pooled)
             return DecoderState(h=h.transpose(0, 1), c=c.transpose(0, 1))
         zeros = pooled.new_zeros(pooled.size(0), self.num_layers, self.hidden_dim)
-        # Merge keeps the projected image as per-image memory (shared by an image's hypotheses).
+        # Merge and par keep the projected image as per-image memory (shared by an image's hypotheses).
         return DecoderState(h=zeros, c=zeros.clone(), memory=self.image_proj(pooled).unsqueeze(1))
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
-        x = self.dropout(self.embed(tokens)).unsqueeze(1)  # (B*G, 1, E)
+        words = self.embed(tokens)  # (B*G, E)
+        image = None
+        if state.memory is not None:  # merge, par: (B, 1, E) -> one row per hypothesis (B*G, E)
+            image = state.memory[:, 0].repeat_interleave(tokens.size(0) // state.memory.size(0), dim=0)
+        if self.conditioning == "par":
+            words, image = torch.cat([words, image], dim=-1), None
+        x = self.dropout(words).unsqueeze(1)  # (B*G, 1, E) or (B*G, 1, 2E)
         # The state keeps the batch first so every decoder reorders it the same way; nn.LSTM wants it second.
         hx = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
         out, (h, c) = self.lstm(x, hx)  # out: (B*G, 1, H)
-        image = None
-        if state.memory is not None:  # merge: (B, 1, E) -> one row per hypothesis (B*G, E)
-            image = state.memory[:, 0].repeat_interleave(tokens.size(0) // state.memory.size(0), dim=0)
         log_probs = F.log_softmax(self._output(out[:, 0], image), dim=-1)  # (B*G, V)
         return log_probs, replace(state, h=h.transpose(0, 1), c=c.transpose(0, 1)), None
 

@@ -1,7 +1,7 @@
 """A torch Dataset of clips sampled from videos (`VideoClipDataset`), and `frames_to_clip`, the one
 conversion of decoded frames into an encoder's input used by training, ``classify`` and streaming.
 
-The clips come from the layout parsers of `vision2seq.data.video_datasets` (a `VideoList` or its samples).
+The clips come from the layout parsers of `vision2seq.data.video.datasets` (a `VideoList` or its samples).
 
 Bad items: an item that cannot be decoded is its one-line error message (a ``str``) in place of the
 item, never an exception out of ``__getitem__`` and never a silent drop; the consumer reports it
@@ -11,6 +11,7 @@ item, never an exception out of ``__getitem__`` and never a silent drop; the con
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,13 +19,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vision2seq.data.sampling import ClipSampling, SamplingMode
-from vision2seq.data.video import (
+from vision2seq.data.video.datasets import VideoList, VideoSample
+from vision2seq.data.video.reader import (
     DEFAULT_SPARSE_MIN_FRAMES,
     IndexSampler,
     VideoDecodeError,
     read_sampled_frames,
 )
-from vision2seq.data.video_datasets import VideoList, VideoSample
 
 ClipTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -42,6 +43,22 @@ def frames_to_clip(frames: Sequence[np.ndarray], transform: ClipTransform | None
     if transform is None:
         raise ValueError("frames of different sizes need a transform that resizes them")
     return torch.cat([transform(torch.from_numpy(np.array(f)).permute(2, 0, 1)[None]) for f in frames])
+
+
+def configured_clips(
+    data: Any, samples: VideoList | Sequence[VideoSample], clip_transform: ClipTransform, **kwargs: Any
+) -> VideoClipDataset:
+    """``samples`` sampled as a config's ``data`` section says (``num_frames``, ``sampling``,
+    ``frame_stride``): the one place training, evaluation, the cache and inference build clips from a
+    config; ``kwargs``: ``train``, ``num_clips``, ``seed``, ``frames_of``."""
+    return VideoClipDataset(
+        samples,
+        data.num_frames,
+        mode=data.sampling,
+        stride=data.frame_stride,
+        clip_transform=clip_transform,
+        **kwargs,
+    )
 
 
 class VideoClipDataset(Dataset):
@@ -72,7 +89,7 @@ class VideoClipDataset(Dataset):
         seed: Seed of the training draws.
         frames_of: Explicit frame indices per decodable frame count instead of sampling (the feature
             cache's `vision2seq.data.sampling.FrameGrid`); the item is then all those frames.
-        sparse_min_frames: See `vision2seq.data.video.read_sampled_frames`.
+        sparse_min_frames: See `vision2seq.data.video.reader.read_sampled_frames`.
     """
 
     def __init__(

@@ -23,13 +23,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vision2seq.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vision2seq.config import ExperimentConfig, TrainConfig, config_to_dict
-from vision2seq.distributed import SINGLE, DistContext, resolve_device
+from vision2seq.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vision2seq.engine.distributed import SINGLE, DistContext, resolve_device
+from vision2seq.engine.optim import build_optimizer, build_scheduler, describe_schedule, warmup_steps
+from vision2seq.engine.run_dir import claim_output_dir
+from vision2seq.engine.run_log import log_epoch, tensorboard_writer
 from vision2seq.errors import UserError, report
-from vision2seq.optim import build_optimizer, build_scheduler, describe_schedule, warmup_steps
-from vision2seq.run_dir import claim_output_dir
-from vision2seq.run_log import log_epoch, tensorboard_writer
 
 
 class Evaluator(Protocol):

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from vision2seq.evaluation.cider import CiderD
-from vision2seq.evaluation.tokenizer import ptb_tokenize
+from vision2seq.evaluation.ptb_tokenizer import ptb_tokenize
 
 EOS_WORD = "<eos>"
 

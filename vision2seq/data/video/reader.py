@@ -1,7 +1,7 @@
 """Read videos, given as files or as folders of extracted frames, into RGB frames.
 
-The two sources live in their own modules (`vision2seq.data.video_container`: PyAV decoding of video
-files; `vision2seq.data.video_frames`: frame folders); this module is the entry point the rest of the
+The two sources live in their own modules (`vision2seq.data.video.container`: PyAV decoding of video
+files; `vision2seq.data.video.frames`: frame folders); this module is the entry point the rest of the
 package uses, and names a path's kind once. Frame indices always mean "the i-th frame that really
 decodes", and a sampler is applied to that count (see `vision2seq.data.sampling`).
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from vision2seq.data.inputs import FRAME_SUFFIXES, VIDEO_SUFFIXES
-from vision2seq.data.video_container import DEFAULT_SPARSE_MIN_FRAMES, iter_file, read_file
-from vision2seq.data.video_frames import iter_folder, list_frame_files, read_folder
-from vision2seq.data.video_types import (
+from vision2seq.data.video.container import DEFAULT_SPARSE_MIN_FRAMES, iter_file, read_file
+from vision2seq.data.video.frames import iter_folder, list_frame_files, read_folder
+from vision2seq.data.video.shared import (
     MAX_FRAME_PIXELS,
     IndexSampler,
     SampledFrames,
@@ -73,9 +73,9 @@ def read_sampled_frames(
         path: A video file or a folder of extracted frames.
         sampler: Maps a frame count to frame indices (any order, repeats allowed). It may be called
             several times with nearby counts, so it must be a pure function of the count: derive any
-            randomness from a fixed seed inside it (as `vision2seq.data.video_clips` does).
+            randomness from a fixed seed inside it (as `vision2seq.data.video.clips` does).
         sparse_min_frames: Claimed length from which long videos are sampled by seeking (see
-            `vision2seq.data.video_container`); None always decodes sequentially.
+            `vision2seq.data.video.container`); None always decodes sequentially.
         threads: Decoder threads; 0 lets FFmpeg choose.
 
     Returns:

@@ -1,9 +1,10 @@
 """The COCO caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, SPICE) over predictions fed in batches.
 
 :class:`CaptionEvaluator` accumulates raw predicted and reference captions (tokenizing them with the
-COCO-compatible :func:`~vision2seq.evaluation.tokenizer.ptb_tokenize` as they arrive) and scores them all at
-once in :meth:`~CaptionEvaluator.compute`, because BLEU is a corpus statistic and CIDEr-D's document
-frequencies come from the references of every evaluated image. It never calls a model. BLEU, ROUGE-L and
+COCO-compatible :func:`~vision2seq.evaluation.ptb_tokenizer.ptb_tokenize` as they arrive) and scores
+them all at once in :meth:`~CaptionEvaluator.compute`, because BLEU is a corpus statistic
+and CIDEr-D's document frequencies come from the references of every evaluated image.
+It never calls a model. BLEU, ROUGE-L and
 CIDEr-D are pure Python (the default); METEOR and SPICE run the reference jars (Java, ``pip install
 "vision2seq[meteor]"``) and are computed only when asked for.
 
@@ -17,8 +18,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 from vision2seq.evaluation.bleu import corpus_bleu
 from vision2seq.evaluation.cider import corpus_cider
+from vision2seq.evaluation.ptb_tokenizer import ptb_tokenize, ptb_words
 from vision2seq.evaluation.rouge import corpus_rouge_l
-from vision2seq.evaluation.tokenizer import ptb_tokenize, ptb_words
 
 __all__ = [
     "DEFAULT_METRICS",

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vision2seq.data import video_types
 from vision2seq.data.images import IMAGE_FORMATS, ImageReadError, load_image
 from vision2seq.data.inputs import FRAME_SUFFIXES
-from vision2seq.data.video_types import IndexSampler, SampledFrames, VideoDecodeError, check_frame_size
+from vision2seq.data.video import shared as video_types
+from vision2seq.data.video.shared import IndexSampler, SampledFrames, VideoDecodeError, check_frame_size
 
 # Frame folders carry no timestamps; their frames are reported 1/25 s apart.
 FOLDER_FPS = 25.0

@@ -31,8 +31,8 @@ from vision2seq.data.features import (
 from vision2seq.data.images import collate_good
 from vision2seq.data.samplers import EpochSampler, ShardSampler, loader_options, lone_last_batch
 from vision2seq.data.sampling import ClipSampling, FrameGrid
-from vision2seq.data.video_clips import VideoClipDataset
-from vision2seq.data.video_datasets import (
+from vision2seq.data.video.clips import VideoClipDataset, configured_clips
+from vision2seq.data.video.datasets import (
     VideoList,
     VideoSample,
     carve_validation,
@@ -41,7 +41,7 @@ from vision2seq.data.video_datasets import (
     parse_hmdb51,
     parse_ucf101,
 )
-from vision2seq.distributed import SINGLE, DistContext
+from vision2seq.engine.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 from vision2seq.models.encoder import ImageEncoder
 from vision2seq.resources import worker_count
@@ -277,7 +277,7 @@ def _training_cache(
 ) -> tuple[str, list[Path]] | None:
     """The fingerprint and paths of the cache training built (train + val clips), when it exists and
     holds every ``wanted`` clip: evaluating after training then reuses it instead of re-encoding."""
-    quiet = logging.getLogger("vision2seq.data.video_datasets")
+    quiet = logging.getLogger("vision2seq.data.video.datasets")
     was, quiet.disabled = quiet.disabled, True  # the training run already reported missing clips
     try:
         paths = _cached_paths(load_video_lists(config, ["train", "val"]))
@@ -311,14 +311,12 @@ def clip_datasets(
     if not (encoder.frozen and d.cache_features):
         return [
             DecodedClips(
-                VideoClipDataset(
+                configured_clips(
+                    d,
                     videos,
-                    d.num_frames,
-                    mode=d.sampling,
-                    stride=d.frame_stride,
+                    transform,
                     train=train,
                     num_clips=1 if train else d.test_clips,
-                    clip_transform=transform,
                     seed=config.seed,
                 )
             )
@@ -330,14 +328,7 @@ def clip_datasets(
     training = any(train for _, train in subsets)
     reused = None if training else _training_cache(config, encoder, grid, root, paths)
     fingerprint, paths = reused or (_cache_fingerprint(encoder, grid, paths), paths)
-    frames = VideoClipDataset(
-        [VideoSample(p, -1) for p in paths],
-        d.num_frames,
-        mode=d.sampling,
-        stride=d.frame_stride,
-        clip_transform=transform,
-        frames_of=grid.frame_indices,
-    )
+    frames = configured_clips(d, [VideoSample(p, -1) for p in paths], transform, frames_of=grid.frame_indices)
     encoder.to(device).eval()
 
     def encode(clips: torch.Tensor) -> torch.Tensor:  # (B, F, 3, H, W) -> (B, F, D)

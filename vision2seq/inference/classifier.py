@@ -6,7 +6,6 @@ A checkpoint carries everything needed (weights, config, class names); nothing i
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,19 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from vision2seq.config import VideoConfig, with_overrides
-from vision2seq.data.images import collate_good
 from vision2seq.data.inputs import VIDEO_SUFFIXES, find_inputs
-from vision2seq.data.video import iter_frames
-from vision2seq.data.video_clips import VideoClipDataset, frames_to_clip
-from vision2seq.data.video_datasets import VideoSample
-from vision2seq.data.video_loaders import IndexedClips
+from vision2seq.data.video.clips import configured_clips, frames_to_clip
+from vision2seq.data.video.datasets import VideoSample
+from vision2seq.data.video.loaders import IndexedClips
+from vision2seq.data.video.reader import iter_frames
+from vision2seq.inference.predictor import Predictor
 from vision2seq.models.clip_classifier import VideoModel
-from vision2seq.resources import ensure_threads, worker_count
-from vision2seq.tasks import restore_checkpoint, video_classification
+from vision2seq.tasks import restore_checkpoint
 from vision2seq.tasks.video_classification import VideoClassificationTask
 
 # Frames the encoder sees per forward pass in `VideoClassifier.classify`.
@@ -85,12 +81,10 @@ class VideoClassifier:
         config: VideoConfig,
         device: torch.device | str = "cpu",
     ) -> None:
-        ensure_threads()  # the CLI's automatic thread count, unless the user chose one
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.predictor = Predictor(VideoClassificationTask(config, class_names), model, device)
+        self.task, self.device, self.model = self.predictor.task, self.predictor.device, self.predictor.model
         self.class_names, self.config = class_names, config
         self.transform = model.encoder.preprocessing.transform()
-        self.task = VideoClassificationTask(config, class_names)
 
     @classmethod
     def from_checkpoint(
@@ -98,7 +92,7 @@ class VideoClassifier:
     ) -> VideoClassifier:
         """Load a video-classification checkpoint safely; ``device``: auto/cpu/cuda; ``overrides``:
         ``key=value`` changes to its config (e.g. ``data.test_clips=3``)."""
-        _, restored = restore_checkpoint(path, video_classification.NAME, overrides, device)
+        _, restored = restore_checkpoint(path, VideoClassificationTask.name, overrides, device)
         return cls(restored.model, restored.task.class_names, restored.config, restored.device)
 
     def with_overrides(self, overrides: Sequence[str]) -> VideoConfig:
@@ -108,7 +102,7 @@ class VideoClassifier:
     def preprocess(self, frames: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
         """Frames -> ``(T, 3, H, W)`` normalised tensor on the model's device.
 
-        The same conversion as training and `classify` (`vision2seq.data.video_clips.frames_to_clip`:
+        The same conversion as training and `classify` (`vision2seq.data.video.clips.frames_to_clip`:
         the weights' transform on uint8 tensors), so streamed frames get the same pixels.
         """
         arrays = [np.asarray(f.convert("RGB")) if isinstance(f, Image.Image) else f for f in frames]
@@ -155,33 +149,22 @@ class VideoClassifier:
         """
         d = self.config.data
         paths = [Path(p) for p in paths]
-        clips = VideoClipDataset(
-            [VideoSample(p, -1) for p in paths],
-            d.num_frames,
-            mode=d.sampling,
-            stride=d.frame_stride,
-            num_clips=d.test_clips,
-            clip_transform=self.transform,
+        samples = [VideoSample(p, -1) for p in paths]
+        clips = configured_clips(d, samples, self.transform, num_clips=d.test_clips)
+        return list(
+            self.predictor.predict_files(
+                IndexedClips(clips),
+                paths,
+                lambda frames: {"features": self._encode(frames)},  # (B, [N,] T, D)
+                split=lambda out: out["video_probs"].cpu(),
+                result=lambda file, probs: VideoPrediction(file, self.top_labels(probs, top_k)),
+                failed=lambda file, message: VideoPrediction(file, [], message),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=progress,
+                desc="classifying",
+            )
         )
-        loader = DataLoader(
-            IndexedClips(clips),
-            batch_size=batch_size,
-            collate_fn=collate_good,
-            num_workers=min(worker_count(num_workers), len(paths) // max(1, batch_size)),
-        )
-        results: dict[int, VideoPrediction] = {}
-        show = progress if progress is not None else len(paths) > batch_size
-        with tqdm(total=len(paths), unit="video", disable=None if show else True, file=sys.stderr) as bar:
-            for indices, frames, errors in loader:
-                for i, message in errors:
-                    results[i] = VideoPrediction(str(paths[i]), [], message)
-                if frames is not None:
-                    features = self._encode(frames)  # (B, [N,] T, D)
-                    probs = self.task.predict_step(self.model, {"features": features})["video_probs"]
-                    for i, p in zip(indices.tolist(), probs.cpu(), strict=True):
-                        results[i] = VideoPrediction(str(paths[i]), self.top_labels(p, top_k))
-                bar.update(len(indices) + len(errors))
-        return [results[i] for i in range(len(paths))]
 
     def stream(self) -> VideoStream:
         return VideoStream(self)

@@ -1,5 +1,5 @@
 """Video classification datasets in the layouts they ship in (the torch Dataset of sampled clips is
-`vision2seq.data.video_clips`).
+`vision2seq.data.video.clips`).
 
 Parsers turn a layout into a `VideoList` (samples + class names):
 
@@ -13,7 +13,7 @@ Parsers turn a layout into a `VideoList` (samples + class names):
   each sample keeps its split value).
 
 `carve_validation` splits a training list into train and val (seeded, group-aware); which split comes
-from where for each layout is decided in `vision2seq.data.video_loaders.load_video_list`.
+from where for each layout is decided in `vision2seq.data.video.loaders.load_video_list`.
 
 A clip can be a video file or a folder of extracted frames everywhere. Listed clips that do not exist
 are one `UserError` (or are skipped with ``skip_missing=True``); listed paths that leave the dataset

@@ -24,7 +24,7 @@ from vision2seq.config import (
 )
 from vision2seq.data.caption_datasets import collate_captions
 from vision2seq.data.captions import AnnotationError
-from vision2seq.data.video_captions import (
+from vision2seq.data.video.caption_records import (
     CaptionedClip,
     check_clips_exist,
     detect_format,
@@ -32,10 +32,10 @@ from vision2seq.data.video_captions import (
     parse_msvd,
     select_splits,
 )
-from vision2seq.data.video_datasets import VideoList, VideoSample
-from vision2seq.data.video_loaders import CachedClips, clip_datasets, make_loader
+from vision2seq.data.video.datasets import VideoList, VideoSample
+from vision2seq.data.video.loaders import CachedClips, clip_datasets, make_loader
 from vision2seq.data.vocab import Vocabulary
-from vision2seq.distributed import SINGLE, DistContext
+from vision2seq.engine.distributed import SINGLE, DistContext
 from vision2seq.errors import UserError
 from vision2seq.models.encoder import ImageEncoder
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from vision2seq.data.captions import AnnotationError, _EmptyCaptions, read_json, safe_join
 from vision2seq.data.tokenizer import tokenize
-from vision2seq.data.video_datasets import read_lines
+from vision2seq.data.video.datasets import read_lines
 
 logger = logging.getLogger(__name__)
 
