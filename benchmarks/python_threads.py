@@ -1,6 +1,6 @@
 """Python-API speed with torch's default thread count, with one thread, and with vision2seq's automatic
-choice (README, "Threads and loader workers"). Not part of ``run.py``: it needs minutes and a competing
-process, and its figure is the ratio between modes measured in the same run.
+choice (docs/performance.md, "Threads and loader workers"). Not part of ``run.py``: it needs minutes
+and a competing process, and its figure is the ratio between modes measured in the same run.
 
     python benchmarks/python_threads.py 2     # 2 rounds of: default, one, auto; each a fresh process
 

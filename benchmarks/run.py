@@ -6,7 +6,7 @@
     python benchmarks/run.py --gpu           # the GPU check (CUDA): bf16, DDP on every GPU, end to end
     python benchmarks/run.py --gpu --quick   # the same code on the CPU at tiny sizes (gloo, fp32)
 
-Each figure is a ratio of two measurements taken in this run; see README.md for what each measures.
+Each figure is a ratio of two measurements taken in this run; see benchmarks/README.md for what each measures.
 The exit status is 0 when every benchmark ran (targets missed or not: these are measurements, not
 tests; ``--strict`` also fails on a missed target), 1 when one crashed.
 """

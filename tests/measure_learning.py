@@ -1,9 +1,10 @@
 """Measure what the shipped captioning configs learn on generated scenes (``scenes.py``), offline.
 
-Not a test (pytest does not collect it): the README's learning table comes from it. Each shipped
-captioning config is trained with ``model.encoder.name=resnet18 model.encoder.weights=null`` on 96 px
-scenes of one or two coloured shapes for a fixed budget (``--epochs`` or ``--steps``), then scored on the
-test split: BLEU-4, CIDEr-D and the share of images whose caption names exactly their colour+shape pairs.
+Not a test (pytest does not collect it): the learning tables of docs/captioning.md (and README.md's
+summary) come from it. Each shipped captioning config is trained with ``model.encoder.name=resnet18
+model.encoder.weights=null`` on 96 px scenes of one or two coloured shapes for a fixed budget
+(``--epochs`` or ``--steps``), then scored on the test split: BLEU-4, CIDEr-D and the share of images
+whose caption names exactly their colour+shape pairs.
 ``--scst STEPS`` then fine-tunes each best checkpoint with SCST and scores it again.
 
     PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/learning --epochs 8 --scst 100

@@ -649,7 +649,7 @@ def test_json_files_are_bounded(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"big\.json: larger than 64 bytes, the limit for JSON files$"):
         read_json(path, max_bytes=64)
     assert read_json(path, max_bytes=1000) == {"images": ["x" * 100]}
-    assert MAX_JSON_BYTES == 1 << 30 and MAX_JSON_DEPTH == 64  # as README says
+    assert MAX_JSON_BYTES == 1 << 30 and MAX_JSON_DEPTH == 64  # as docs/reliability.md, Limits, says
     nested = tmp_path / "nested.json"
     nested.write_text("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH)
     assert read_json(nested) is not None  # the limit itself is fine

@@ -5,9 +5,9 @@ Tell, ``coco_attention.yaml`` for attention; offline random-init ResNet-18, whic
 ``trainable_from: auto`` trains with the decoder; smaller LSTMs for speed) on generated scenes
 (``scenes.py``) for a bounded number of steps, with the configs' own learning rate and schedule. On
 held-out images the captions must name the right colour and shape and must differ across images (no
-single-caption collapse). SCST started from the Show-and-Tell checkpoint (the README's recipe, with its
-default learning rate ``train.scst_lr``) must raise validation CIDEr-D; ``last.pt`` is scored, not the
-checkpoint chosen on val.
+single-caption collapse). SCST started from the Show-and-Tell checkpoint (docs/captioning.md's recipe,
+with its default learning rate ``train.scst_lr``) must raise validation CIDEr-D; ``last.pt`` is scored,
+not the checkpoint chosen on val.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ DECODERS = {"show_tell": "flickr8k_resnet50", "attention": "coco_attention"}
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> Path:
     # One object near the centre, of a narrow range of sizes, 32 px: small enough to train the CNN in the
-    # suite's time (two objects anywhere at 96 px are measured by measure_learning.py, for the README).
+    # suite's time (two objects anywhere at 96 px are measured by measure_learning.py, for
+    # docs/captioning.md).
     return make_scenes(
         tmp_path_factory.mktemp("scenes"),
         n_train=600,

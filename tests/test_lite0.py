@@ -193,7 +193,8 @@ def test_captioners_learn_from_frozen_lite0_features(
 ):
     """Both decoders, with their shipped configs (cached frozen features, dataset normalisation), name
     colour and shape of held-out scenes (24 pairs: a guess is right in 4%). Show and Tell reads one pooled
-    vector and measured 68% here (README: pooled features lose binding), attention more."""
+    vector and measured 68% here (docs/captioning.md, grid positions: pooled features lose binding),
+    attention more."""
     annotations = one_object_scenes
     extra = [
         "model.decoder.embed_dim=64",

@@ -92,7 +92,8 @@ def test_meteor_equals_pycocoevalcap_and_starts_once():
     odd = {"odd1": ("A café ✓ in São Paulo!", ["a cafe in sao paulo", "Two dogs."])}
     odd |= {"odd2": ("a ||| b c", ["a ||| b", "x y"]), "odd3": ("", ["A cat :)"])}
     captions = {key: [{"caption": c} for c in (prediction, *refs)] for key, (prediction, refs) in odd.items()}
-    # A last line, so that no caption is tokenized at the end of the file (see the README's exceptions).
+    # A last line, so that no caption is tokenized at the end of the file (see docs/metrics.md, What
+    # deliberately differs).
     tokenized = PTBTokenizer().tokenize(captions | {"end": [{"caption": "end"}]})
     for key, (prediction, refs) in odd.items():
         predictions[key], raw_refs[key] = prediction, refs

@@ -9,9 +9,10 @@ to 1e-9, without Java.
 Each caption is followed by a sentinel caption in the reference's input file. pycocoevalcap writes all
 captions into one file, one per line, and the lexer's look-ahead can cross a line: a caption's last token
 may depend on the first word of the next caption (``plan b.`` before ``A dog``) or on the end of the file.
-The project tokenizes every caption on its own; this documented difference (README, Metrics) is kept out
-of the comparison this way, as are the characters the reference takes as line breaks (``\\r``, ``\\x0b``,
-``\\x0c``, ``\\u2028``, ``\\u2029``), which shift every later caption onto the wrong image there.
+The project tokenizes every caption on its own; this documented difference (docs/metrics.md, What
+deliberately differs) is kept out of the comparison this way, as are the characters the reference takes
+as line breaks (``\\r``, ``\\x0b``, ``\\x0c``, ``\\u2028``, ``\\u2029``), which shift every later caption
+onto the wrong image there.
 """
 
 from __future__ import annotations

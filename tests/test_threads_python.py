@@ -1,8 +1,9 @@
 """The Python entry points make the command line's thread choice, and leave a user's choice alone.
 
 On a busy 2-core machine torch's default of two threads made training and streaming from Python 2.5-3.8x
-slower than the CLI's one thread (README, "Threads and loader workers"). Here torch's default is
-simulated as 3 threads and the automatic choice as 2, so every outcome is told apart on any machine.
+slower than the CLI's one thread (docs/performance.md, "Threads and loader workers"). Here torch's
+default is simulated as 3 threads and the automatic choice as 2, so every outcome is told apart on any
+machine.
 """
 
 from __future__ import annotations

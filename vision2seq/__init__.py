@@ -13,8 +13,8 @@ def set_threads(n: int | None = None, workers: int = 0) -> int:
     sets ``n``. The Python entry points (``Captioner``, ``VideoCaptioner``, ``VideoClassifier``,
     ``evaluate_checkpoint``, the ``vision2seq.synthetic`` helpers) make the automatic choice by
     themselves once per process unless the count was chosen already (this function, ``OMP_NUM_THREADS``,
-    or a ``torch.set_num_threads`` that differs from torch's default); see README, "Threads and loader
-    workers".
+    or a ``torch.set_num_threads`` that differs from torch's default); see docs/performance.md, "Threads
+    and loader workers".
     """
     # Imported here so that `import vision2seq` (and `vision2seq --help`) does not import torch.
     from vision2seq.resources import set_threads as _set_threads

@@ -141,7 +141,7 @@ def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), prog
         "This model knows only the generated pictures: one circle, square or triangle, red, green, blue,\n"
         "yellow or purple, on the left or right of a grey background. A caption of any other image (a\n"
         "photo of yours) is still a sentence about a coloured shape, and means nothing; for real photos\n"
-        "train on Flickr8k or COCO (README, Captioning; docs/datasets.md).\n"
+        "train on Flickr8k or COCO (docs/captioning.md, docs/datasets.md).\n"
         f"caption images with it: vision2seq caption --checkpoint {escape(str(best))} {example}"
     )
     return metrics

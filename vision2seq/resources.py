@@ -4,8 +4,8 @@ Two things make a small machine slow. Loader workers beyond the CPUs this proces
 behind each other (and torch warns about it). And torch's intra-op threads wait for each other at the
 end of every operation: when another process holds one of the cores, the waiting threads spin while the
 descheduled one cannot finish, so on a busy 2-core machine two threads ran a demo epoch 5-8x slower
-than one thread (README, "Threads and loader workers"). The automatic choice therefore leaves a core (or
-the current load) to everything else, and counts the decoding workers as busy cores.
+than one thread (docs/performance.md, "Threads and loader workers"). The automatic choice therefore
+leaves a core (or the current load) to everything else, and counts the decoding workers as busy cores.
 
 Every entry point makes the choice: the CLI through :func:`configure_threads`, the Python API (the
 inference classes, ``evaluate_checkpoint``, and ``train``, hence the ``vision2seq.synthetic`` helpers

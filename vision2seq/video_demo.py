@@ -97,7 +97,7 @@ def run_video_demo(
         "This model knows only the generated clips: a square moving left, right, up or down on a plain\n"
         "background (classes MoveLeft, MoveRight, MoveUp, MoveDown). Any other clip still gets one of\n"
         "those four labels, which then means nothing; for real actions train on your own labelled clips\n"
-        "(README, Video clip classification; docs/datasets.md).\n"
+        "(docs/video-classification.md, docs/datasets.md).\n"
         f"classify clips with it: vision2seq classify --checkpoint {escape(str(best))} {example}\n"
         f"  frame by frame:      vision2seq classify --checkpoint {escape(str(best))} --stream {example}"
     )
@@ -173,7 +173,7 @@ def run_video_captioning_demo(
         f"\ncheckpoint: {escape(str(best))}\n"
         "This model knows only the generated clips: a red, green, blue or yellow square moving left,\n"
         "right, up or down. A caption of any other clip is still a sentence about a coloured square, and\n"
-        "means nothing; for real video train on MSR-VTT or MSVD (README, Video captioning;\n"
+        "means nothing; for real video train on MSR-VTT or MSVD (docs/video-captioning.md,\n"
         "docs/datasets.md).\n"
         f"caption clips with it: vision2seq caption --checkpoint {escape(str(best))} {example}"
     )

@@ -28,7 +28,7 @@ from vision2seq.files import remove_stale_temps
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - not POSIX: runs are not locked (documented in README)
+except ImportError:  # pragma: no cover - not POSIX: runs are not locked (docs/reliability.md, Guarantees)
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".vision2seq.lock"
