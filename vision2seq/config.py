@@ -265,7 +265,8 @@ class CaptionDecoderConfig:
     dropout: Fraction = 0.3
     conditioning: Literal["init", "pre", "merge", "par"] = "merge"
     """Show and Tell only: where the image enters the LSTM, ``init`` (its initial state), ``pre`` (the
-    first input, as in the paper) or ``merge`` (concatenated with the LSTM output)."""
+    first input, as in the paper), ``merge`` (concatenated with the LSTM output) or ``par`` (an LSTM
+    input at every step, beside the word)."""
     alpha_c: NonNegative = 1.0
     """Weight of the doubly stochastic attention regulariser (attention decoder only)."""
     positions: bool = True
