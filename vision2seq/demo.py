@@ -13,11 +13,12 @@ import json
 import random
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from vision2seq.config import load_config
+from vision2seq.config import ExperimentConfig, load_config
 from vision2seq.errors import escape
 from vision2seq.evaluation.caption_metrics import CaptionEvaluator
 
@@ -86,6 +87,22 @@ def demo_config_path() -> Path:
     return Path(__file__).parent / "configs" / "demo.yaml"
 
 
+def train_and_evaluate(
+    config_path: Path, output_dir: Path, data_keys: list[str], overrides: Sequence[str], progress: bool
+) -> tuple[ExperimentConfig, Path, dict[str, float]]:
+    """Train a demo's config on its generated data in ``output_dir/run`` (resuming an interrupted run),
+    then evaluate ``best.pt`` on the test split; returns the config, ``best.pt`` and the test metrics."""
+    from vision2seq.evaluate import evaluate_checkpoint
+    from vision2seq.train import train
+
+    run_dir = output_dir / "run"
+    cache = f"data.cache_dir={output_dir / 'cache'}"
+    config = load_config(config_path, [*data_keys, f"output_dir={run_dir}", cache, *overrides])
+    train(config, resume=(run_dir / "last.pt").is_file(), progress=progress)
+    best = run_dir / "best.pt"
+    return config, best, evaluate_checkpoint(best, "test", device=config.train.device, progress=progress)
+
+
 def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), progress: bool = True) -> dict:
     """Generate data, train, and print sample captions and BLEU. Returns the test metrics.
 
@@ -95,9 +112,7 @@ def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), prog
         overrides: ``key=value`` changes to ``configs/demo.yaml``.
         progress: show progress bars.
     """
-    from vision2seq.evaluate import evaluate_checkpoint
     from vision2seq.inference.captioner import Captioner
-    from vision2seq.train import train
 
     output_dir = Path(output_dir).expanduser().resolve()
     print(
@@ -109,20 +124,8 @@ def run_demo(output_dir: Path, overrides: list[str] | tuple[str, ...] = (), prog
     if not annotations.is_file():
         print(f"generating the shapes dataset in {escape(str(data_dir))} ...", file=sys.stderr)
         make_shapes_dataset(data_dir)
-    run_dir = output_dir / "run"
-    config = load_config(
-        demo_config_path(),
-        [
-            f"data.annotations={annotations}",
-            f"data.images={data_dir / 'images'}",
-            f"output_dir={run_dir}",
-            f"data.cache_dir={output_dir / 'cache'}",
-            *overrides,
-        ],
-    )
-    train(config, resume=(run_dir / "last.pt").is_file(), progress=progress)
-    best = run_dir / "best.pt"
-    metrics = evaluate_checkpoint(best, "test", device=config.train.device, progress=progress)
+    data_keys = [f"data.annotations={annotations}", f"data.images={data_dir / 'images'}"]
+    config, best, metrics = train_and_evaluate(demo_config_path(), output_dir, data_keys, overrides, progress)
     baseline = most_common_caption_baseline(annotations)
 
     records = json.loads(annotations.read_text())["images"]

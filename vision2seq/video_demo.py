@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from vision2seq.config import load_config
+from vision2seq.demo import most_common_caption_scores, train_and_evaluate
 from vision2seq.errors import escape
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -50,10 +50,8 @@ def run_video_demo(
         overrides: ``key=value`` changes to ``configs/demo_video.yaml``.
         progress: show progress bars.
     """
-    from vision2seq.evaluate import evaluate_checkpoint
     from vision2seq.inference.classifier import VideoClassifier
     from vision2seq.synthetic import make_motion_videos
-    from vision2seq.train import train
 
     output_dir = Path(output_dir).expanduser().resolve()
     _say(f"vision2seq demo: data, feature cache and checkpoints go to {escape(str(output_dir))}")
@@ -62,20 +60,9 @@ def run_video_demo(
     if not (lists / "testlist01.txt").is_file():
         _say(f"generating moving-square clips (UCF101 layout) in {escape(str(data))} ...")
         make_motion_videos(data, groups=GROUPS, clips_per_group=3, test_groups=(1, 2))
-    run_dir = output_dir / "run"
-    config = load_config(
-        video_demo_config_path("video"),
-        [
-            f"data.videos={videos}",
-            f"data.annotations={lists}",
-            f"output_dir={run_dir}",
-            f"data.cache_dir={output_dir / 'cache'}",
-            *overrides,
-        ],
-    )
-    train(config, resume=(run_dir / "last.pt").is_file(), progress=progress)
-    best = run_dir / "best.pt"
-    metrics = evaluate_checkpoint(best, "test", device=config.train.device, progress=progress)
+    data_keys = [f"data.videos={videos}", f"data.annotations={lists}"]
+    config_path = video_demo_config_path("video")
+    config, best, metrics = train_and_evaluate(config_path, output_dir, data_keys, overrides, progress)
 
     train_labels = [line.split("/")[0] for line in (lists / "trainlist01.txt").read_text().split()[::2]]
     tests = (lists / "testlist01.txt").read_text().split()
@@ -115,11 +102,8 @@ def run_video_captioning_demo(
         overrides: ``key=value`` changes to ``configs/demo_video_captioning.yaml``.
         progress: show progress bars.
     """
-    from vision2seq.demo import most_common_caption_scores
-    from vision2seq.evaluate import evaluate_checkpoint
     from vision2seq.inference.video_captioner import VideoCaptioner
     from vision2seq.synthetic import CAPTION_COLOURS, make_motion_caption_videos
-    from vision2seq.train import train
 
     output_dir = Path(output_dir).expanduser().resolve()
     _say(f"vision2seq demo: data, feature cache and checkpoints go to {escape(str(output_dir))}")
@@ -128,20 +112,9 @@ def run_video_captioning_demo(
     if not annotations.is_file():
         _say(f"generating captioned moving-square clips (MSR-VTT layout) in {escape(str(data))} ...")
         make_motion_caption_videos(data)
-    run_dir = output_dir / "run"
-    config = load_config(
-        video_demo_config_path("video-captioning"),
-        [
-            f"data.videos={videos}",
-            f"data.annotations={annotations}",
-            f"output_dir={run_dir}",
-            f"data.cache_dir={output_dir / 'cache'}",
-            *overrides,
-        ],
-    )
-    train(config, resume=(run_dir / "last.pt").is_file(), progress=progress)
-    best = run_dir / "best.pt"
-    metrics = evaluate_checkpoint(best, "test", device=config.train.device, progress=progress)
+    data_keys = [f"data.videos={videos}", f"data.annotations={annotations}"]
+    config_path = video_demo_config_path("video-captioning")
+    config, best, metrics = train_and_evaluate(config_path, output_dir, data_keys, overrides, progress)
 
     info = json.loads(annotations.read_text())
     split_of = {v["video_id"]: v["split"] for v in info["videos"]}
