@@ -26,6 +26,7 @@ from vision2seq.models.encoder import ImageEncoder
 from vision2seq.models.generation import beam_search, generate
 from vision2seq.models.video_caption_model import TemporalEncoder, VideoCaptionModel
 from vision2seq.tasks.scst import EOS_WORD, CiderDReward, SelfCritical, SelfCriticalLoss, rollout
+from vision2seq.train import describe_encoder
 
 tiny_captioner = tiny_models.tiny_captioner
 tiny_video = tiny_models.tiny_video
@@ -256,6 +257,21 @@ def test_scst_learning_rate_is_its_own_unless_chosen_for_it(tmp_path) -> None:
     own = tmp_path / "scst.yaml"
     own.write_text("train: {objective: scst, lr: 3.0e-5}\n")
     assert load_config(own).train.lr == 3e-5
+
+
+def test_scst_keeps_a_trained_encoder_frozen_unless_asked(tmp_path, capsys) -> None:
+    """An encoder the cross-entropy run trained (``trainable_from: auto``, random init) stays as init_from
+    left it during SCST, and the run says so; a stage chosen for the SCST run is still trained."""
+    config = ROOT / "configs" / "flickr8k_resnet50.yaml"
+    trained = ["model.encoder.weights=null", "model.encoder.trainable_from=auto"]
+    assert load_config(config, trained).model.encoder.trainable() == "all"
+    scst = load_config(config, [*trained, "train.objective=scst"])
+    assert scst.model.encoder.trainable() is None
+    describe_encoder(scst)
+    assert "frozen for SCST, with the weights of train.init_from" in capsys.readouterr().err
+    layer4 = ["model.encoder.weights=null", "model.encoder.trainable_from=layer4", "train.objective=scst"]
+    chosen = load_config(config, layer4)
+    assert chosen.model.encoder.trainable() == "layer4"
 
 
 def test_init_from_refuses_a_checkpoint_that_does_not_fit(

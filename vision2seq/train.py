@@ -130,6 +130,12 @@ def describe_encoder(config: ExperimentConfig) -> None:
     enc = config.model.encoder
     stages = enc.trainable()
     if stages is None:
+        if config.train.objective == "scst" and enc.weights is None:
+            print(
+                f"encoder: {enc.name} frozen for SCST, with the weights of train.init_from (features "
+                "cached once); model.encoder.trainable_from=all trains it",
+                file=sys.stderr,
+            )
         return
     start = "random init" if enc.weights is None else f"weights {enc.weights}"
     lr = enc.learning_rate(config.train.lr)
