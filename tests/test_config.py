@@ -18,6 +18,8 @@ from vision2seq.config import (
     load_config,
 )
 from vision2seq.config_loading import Range, bare
+from vision2seq.data.vocab import SPECIALS, Vocabulary
+from vision2seq.tasks.captioning import build_model
 from vision2seq.yamlfiles import MAX_YAML_BYTES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -40,6 +42,25 @@ def test_required_keys_exist_and_overrides_apply():
     assert config.train.lr == pytest.approx(1e-3)  # YAML 1.1 reads 1e-3 as a string; we accept it
     assert config.model.encoder.weights is None
     assert config.data.annotations and config.data.images and config.train.batch_size
+
+
+@pytest.mark.parametrize(
+    ("overrides", "conditioning"),
+    [
+        ([], "init"),  # ImageNet weights, frozen
+        (["model.encoder.weights=null"], "merge"),  # trained from random init (trainable_from: auto)
+        (["model.encoder.weights=null", "model.encoder.trainable_from=null"], "init"),
+        (["model.encoder.weights=null", "train.objective=scst"], "merge"),  # as the run it starts from
+        (["model.decoder.conditioning=par"], "par"),
+    ],
+)
+def test_auto_conditioning_follows_whether_the_encoder_trains(overrides, conditioning):
+    """``auto`` is resolved when the config is read, so the checkpoint stores what was built, and an SCST
+    run (which freezes the encoder) builds the decoder of the cross-entropy run it continues."""
+    config = load_config(CONFIGS / "flickr8k_resnet50.yaml", overrides)
+    assert config.model.decoder.conditioning == conditioning
+    model = build_model(config, Vocabulary([*SPECIALS, "a"]), load_weights=False)
+    assert model.decoder.conditioning == conditioning
 
 
 def test_unknown_key_names_the_key(tmp_path):

@@ -263,10 +263,11 @@ class CaptionDecoderConfig:
     attention_dim: PositiveInt = 256
     num_layers: PositiveInt = 1
     dropout: Fraction = 0.3
-    conditioning: Literal["init", "pre", "merge", "par"] = "merge"
+    conditioning: Literal["auto", "init", "pre", "merge", "par"] = "merge"
     """Show and Tell only: where the image enters the LSTM, ``init`` (its initial state), ``pre`` (the
-    first input, as in the paper), ``merge`` (concatenated with the LSTM output) or ``par`` (an LSTM
-    input at every step, beside the word)."""
+    first input, as in the paper), ``merge`` (concatenated with the LSTM output), ``par`` (an LSTM
+    input at every step, beside the word), or ``auto``: ``init`` for a frozen encoder, ``merge`` for one
+    that trains (``CaptionModelConfig.conditioning``)."""
     alpha_c: NonNegative = 1.0
     """Weight of the doubly stochastic attention regulariser (attention decoder only)."""
     positions: bool = True
@@ -282,6 +283,19 @@ class CaptionModelConfig:
     feature_norm: Literal["dataset", "none"] = "dataset"
     """``dataset``: standardise each feature dimension with the training set's mean and std (stored in
     the checkpoint); ``none``: the decoder reads raw encoder features."""
+
+    def conditioning(self) -> str:
+        """``decoder.conditioning`` with ``auto`` resolved.
+
+        Merge meets the image and the LSTM in one linear layer, so the image cannot vote for the shape
+        that goes with the colour just named; init gives the LSTM the image, which can. On frozen ImageNet
+        features (Lite0, generated scenes of two shapes) init named colour+shape right in 78.5% of test
+        images, merge in 71%. A trained encoder learns best from merge, which reaches it from every word:
+        with init a random-init ResNet-18 reached validation CIDEr-D 3.04 after 6 epochs, with merge 3.89.
+        """
+        if self.decoder.conditioning != "auto":
+            return self.decoder.conditioning
+        return "init" if self.encoder.trainable() is None else "merge"
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> CaptionModelConfig:
@@ -498,6 +512,10 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         check_monitor(config, source)
     except ConfigError as exc:
         raise _blame_override(exc, given) from None
+    if isinstance(config.model, CaptionModelConfig):
+        # Resolved while the encoder's trainability is the cross-entropy run's: an SCST run from it
+        # (below) freezes the encoder, and must still build the model its init_from checkpoint holds.
+        config.model.decoder.conditioning = config.model.conditioning()
     if config.train.objective == "scst":
         if not lr_for_scst:
             config.train.lr = config.train.scst_lr

@@ -253,7 +253,7 @@ def build_model(
     if dec.kind == "attention":
         kwargs.update(attention_dim=dec.attention_dim, positions=dec.positions)
     else:
-        kwargs["conditioning"] = dec.conditioning
+        kwargs["conditioning"] = config.model.conditioning()
     decoder = build_decoder(dec.kind, encoder.feature_dim, len(vocab), **kwargs)
     norm = FeatureNorm(encoder.feature_dim, enabled=config.model.feature_norm == "dataset")
     return CaptionModel(encoder, decoder, vocab.bos_id, vocab.eos_id, norm)
