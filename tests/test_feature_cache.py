@@ -40,25 +40,7 @@ def images(tmp_path):
     return [*paths, tmp_path / "bad.png"]
 
 
-def build(encoder, paths, root, calls, encode=None):
-    def counting(x):
-        calls.append(len(x))
-        return encoder(x)
-
-    encode = encode or counting
-    fingerprint = module_fingerprint(encoder, encoder.output, encoder.preprocessing, files_fingerprint(paths))
-    return cached_features(
-        root,
-        fingerprint,
-        [str(p) for p in paths],
-        ImageFiles(paths, encoder.preprocessing.transform()),
-        collate_good,
-        encode,
-        (encoder.feature_dim,),
-        batch_size=2,
-        num_workers=0,
-        report=lambda line: None,
-    )
+build = tiny_models.build_feature_cache
 
 
 def test_cache_is_built_once_memory_mapped_and_matches_the_encoder(images, tmp_path):

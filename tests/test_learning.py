@@ -19,7 +19,6 @@ import pytest
 import tiny_models
 from scenes import colour_shape_accuracy, make_scenes, truth
 
-from vision2seq.__main__ import main
 from vision2seq.data.captions import load_caption_dataset, select_split
 
 pytestmark = pytest.mark.slow  # training runs of tens of seconds
@@ -57,30 +56,17 @@ def trained(scenes, tmp_path_factory) -> dict[str, Path]:
 
 
 def train(config: str, annotations: Path, out: Path, extra: list[str]) -> Path:
-    code = main(
-        [
-            "train",
-            str(CONFIGS / f"{config}.yaml"),
-            f"data.annotations={annotations}",
-            f"data.images={annotations.parent / 'images'}",
-            "data.train_splits=[train]",
-            f"data.cache_dir={annotations.parent / 'cache'}",
-            "model.encoder.name=resnet18",
-            "model.encoder.weights=null",
-            "model.encoder.image_size=32",
-            "model.decoder.embed_dim=64",
-            "model.decoder.hidden_dim=128",
-            "model.decoder.attention_dim=64",
-            "train.batch_size=32",
-            "train.num_workers=0",
-            "generation.beam_size=2",
-            f"output_dir={out}",
-            *extra,
-            "--quiet",
-        ]
-    )
-    assert code == 0
-    return out / "best.pt"
+    small = [
+        "model.encoder.name=resnet18",
+        "model.encoder.weights=null",
+        "model.encoder.image_size=32",
+        "model.decoder.embed_dim=64",
+        "model.decoder.hidden_dim=128",
+        "model.decoder.attention_dim=64",
+        "train.batch_size=32",
+        "generation.beam_size=2",
+    ]
+    return tiny_models.train_shipped_config(config, annotations, out, [*small, *extra])
 
 
 def caption_split(checkpoint: Path, annotations: Path, split: str, capsys) -> tuple[dict, dict]:

@@ -19,10 +19,7 @@ import torch
 from PIL import Image
 from scenes import colour_shape_accuracy, make_scenes
 
-from vision2seq.__main__ import main
 from vision2seq.data.captions import load_caption_dataset, select_split
-from vision2seq.data.features import cached_features, files_fingerprint, module_fingerprint
-from vision2seq.data.images import ImageFiles, collate_good
 from vision2seq.models import lite0
 from vision2seq.models.encoder import ImageEncoder
 
@@ -80,22 +77,7 @@ def _scene_images(root: Path, count: int) -> list[Path]:
 
 
 def _cache(encoder: ImageEncoder, paths: list[Path], root: Path, calls: list[int]):
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        calls.append(len(x))
-        return encoder(x)
-
-    return cached_features(
-        root,
-        module_fingerprint(encoder, encoder.output, encoder.preprocessing, files_fingerprint(paths)),
-        [str(p) for p in paths],
-        ImageFiles(paths, encoder.preprocessing.transform()),
-        collate_good,
-        encode,
-        (encoder.feature_dim,),
-        batch_size=4,
-        num_workers=0,
-        report=lambda line: None,
-    )
+    return tiny_models.build_feature_cache(encoder, paths, root, calls, batch_size=4)
 
 
 def test_feature_cache_of_lite0_is_reused_and_rebuilt_when_the_weights_file_changes(weights, tmp_path):
@@ -118,24 +100,8 @@ def test_feature_cache_of_lite0_is_reused_and_rebuilt_when_the_weights_file_chan
 
 
 def _train(annotations: Path, out: Path, weights: Path, config: str, extra: list[str]) -> Path:
-    code = main(
-        [
-            "train",
-            str(CONFIGS / f"{config}.yaml"),
-            f"data.annotations={annotations}",
-            f"data.images={annotations.parent / 'images'}",
-            "data.train_splits=[train]",
-            f"data.cache_dir={annotations.parent / 'cache'}",
-            f"model.encoder.name={NAME}",
-            f"model.encoder.weights={weights}",
-            "train.num_workers=0",
-            f"output_dir={out}",
-            *extra,
-            "--quiet",
-        ]
-    )
-    assert code == 0
-    return out / "best.pt"
+    lite0 = [f"model.encoder.name={NAME}", f"model.encoder.weights={weights}"]
+    return tiny_models.train_shipped_config(config, annotations, out, [*lite0, *extra])
 
 
 def test_checkpoint_captions_and_evaluates_without_network_or_weights_file(

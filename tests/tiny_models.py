@@ -201,3 +201,49 @@ def assert_one_error(err: str, command: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], f"expected {fragment!r} in {lines[0]!r}"
     return lines[0]
+
+
+def train_shipped_config(config: str, annotations: Path, out: Path, overrides: list[str]) -> Path:
+    """Train ``configs/<config>.yaml`` through the CLI on a generated Karpathy-format set (training split
+    only, cache beside the data, no loader workers) with ``overrides``; returns ``best.pt``."""
+    code = main(
+        [
+            "train",
+            str(ROOT / "configs" / f"{config}.yaml"),
+            f"data.annotations={annotations}",
+            f"data.images={annotations.parent / 'images'}",
+            "data.train_splits=[train]",
+            f"data.cache_dir={annotations.parent / 'cache'}",
+            "train.num_workers=0",
+            f"output_dir={out}",
+            *overrides,
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    return out / "best.pt"
+
+
+def build_feature_cache(encoder, paths: list[Path], root: Path, calls: list[int], encode=None, batch_size=2):
+    """The frozen ``encoder``'s feature cache of image ``paths`` under ``root`` (``cached_features``), with
+    the size of every batch the encoder runs on appended to ``calls`` (unless ``encode`` replaces it)."""
+    from vision2seq.data.features import cached_features, files_fingerprint, module_fingerprint
+    from vision2seq.data.images import ImageFiles, collate_good
+
+    def counting(x):
+        calls.append(len(x))
+        return encoder(x)
+
+    fingerprint = module_fingerprint(encoder, encoder.output, encoder.preprocessing, files_fingerprint(paths))
+    return cached_features(
+        root,
+        fingerprint,
+        [str(p) for p in paths],
+        ImageFiles(paths, encoder.preprocessing.transform()),
+        collate_good,
+        encode or counting,
+        (encoder.feature_dim,),
+        batch_size=batch_size,
+        num_workers=0,
+        report=lambda line: None,
+    )
