@@ -31,6 +31,10 @@ DEFAULT_MAX_ITEMS = 2048
 class FeatureNorm(nn.Module):
     """``(features - mean) / (std + eps)`` over the last dimension; identity until statistics are set.
 
+    ``std`` is the scale each dimension is divided by: ``fit_feature_norm`` stores the standard deviation
+    with a floor (``floored``); checkpoints written before the floor keep the plain deviation they were
+    trained with.
+
     Args:
         dim: Feature size ``D``.
         enabled: False makes the module an identity that stores nothing (``model.feature_norm: none``).
@@ -91,6 +95,18 @@ class RunningMoments:
         return mean.float(), var.sqrt().float()
 
 
+def floored(std: Tensor) -> Tensor:
+    """The scale each dimension is divided by: its standard deviation plus the median one over dimensions.
+
+    A pretrained network's pooled features hold many near-dead units (EfficientNet-Lite0 on generated
+    scenes: a quarter of its 1,280 dimensions vary 4x less than the median one, a tenth 20x less).
+    Divided by their own tiny deviation they become unit-scale signals made of rare spikes, as loud as the
+    dimensions that describe the image, and a decoder fits the training images by them. The floor leaves
+    the typical dimensions about standardised (halved) and keeps the dead ones near zero.
+    """
+    return std + std.median()
+
+
 @torch.no_grad()
 def fit_feature_norm(
     norm: FeatureNorm,
@@ -139,5 +155,6 @@ def fit_feature_norm(
     if used == 0:
         print("feature normalisation: no readable training item; features are left raw", file=sys.stderr)
         return 0
-    norm.set_statistics(*moments.compute())
+    mean, std = moments.compute()
+    norm.set_statistics(mean, floored(std))
     return used
