@@ -32,7 +32,14 @@ import time
 from pathlib import Path
 
 import torch
-from scenes import COLOURS, colour_shape_accuracy, make_scenes, relation_accuracy, truth
+from scenes import (
+    COLOURS,
+    clear_relations,
+    colour_shape_accuracy,
+    make_scenes,
+    relation_accuracy,
+    truth,
+)
 
 from vision2seq.config import load_config
 from vision2seq.engine.checkpoint import load_checkpoint
@@ -66,24 +73,32 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
         "cider": round(metrics["cider"], 4),
         "colour_shape": round(colour_shape_accuracy(captions, references), 4),
         "colours": round(colour_accuracy(captions, references), 4),
-        **relation_scores(captions, references),
+        **relation_scores(captions, references, clear_relations(Path(restored.config.data.annotations))),
         "distinct": len(set(captions.values())),
         "example": next(iter(captions.values())),
     }
 
 
-def relation_scores(captions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
-    """Relation accuracy (of the captions that state one, on two-object images) and how many state one."""
-    accuracy, stated = relation_accuracy(captions, references)
-    where, same = relation_accuracy(captions, references, same_objects=True)
-    if not stated:
-        return {}
-    return {
-        "relation": round(accuracy, 4),
-        "relations_stated": stated,
-        "relation_same_objects": round(where, 4),
-        "relations_same_objects": same,
-    }
+def relation_scores(
+    captions: dict[str, str], references: dict[str, list[str]], clear: set[str]
+) -> dict[str, float]:
+    """Relation accuracy (of the captions that state one, on two-object images) and how many state one;
+    then the same on the images whose stated axis is the one the objects lie further apart on (``clear``)."""
+    scores: dict[str, float] = {}
+    for suffix, keys in (("", captions.keys()), ("_clear", clear & captions.keys())):
+        subset = {k: captions[k] for k in keys}
+        accuracy, stated = relation_accuracy(subset, references)
+        where, same = relation_accuracy(subset, references, same_objects=True)
+        if stated:
+            scores.update(
+                {
+                    f"relation{suffix}": round(accuracy, 4),
+                    f"relations_stated{suffix}": stated,
+                    f"relation_same_objects{suffix}": round(where, 4),
+                    f"relations_same_objects{suffix}": same,
+                }
+            )
+    return scores
 
 
 def colour_accuracy(captions: dict[str, str], references: dict[str, list[str]]) -> float:

@@ -82,8 +82,8 @@ def draw_scene(
     shapes: Sequence[str] = SHAPES,
     spread: float = 1.0,
     relations: bool = False,
-) -> tuple[Image.Image, list[str]]:
-    """One image and its five captions.
+) -> tuple[Image.Image, list[str], list[dict]]:
+    """One image, its five captions and its objects (colour, shape, centre and radius as shares of the side).
 
     ``radius`` is the range of a single object's radius (share of the side); ``spread`` how far from the
     centre it may sit (1: anywhere it fits, 0: centred); ``relations`` words two-object captions with the
@@ -100,6 +100,7 @@ def draw_scene(
     # Two objects take the two halves (left/right or top/bottom); one may sit anywhere.
     horizontal = rng.random() < 0.5
     attrs: dict[str, str] = {}
+    objects: list[dict] = []
     for i, (colour, shape) in enumerate(pairs):
         r = size * rng.uniform(0.12, 0.2) if n == 2 else size * rng.uniform(*radius)
         if n == 1:
@@ -111,13 +112,14 @@ def draw_scene(
             cx, cy = (along, across) if horizontal else (across, along)
         fill = tuple(min(255, max(0, v + rng.randint(-15, 15))) for v in COLOURS[colour])
         _draw(draw, shape, cx, cy, r, fill)
+        objects.append({"colour": colour, "shape": shape, "x": cx / size, "y": cy / size, "r": r / size})
         attrs.update({f"c{i}": colour, f"s{i}": shape, f"v{i}": "top" if cy < size / 2 else "bottom"})
     # Object 0 always takes the first half: left of object 1, or above it.
     attrs.update(r="to the left of", q="to the right of") if horizontal else attrs.update(
         r="above", q="below"
     )
     templates = ONE if n == 1 else TWO_RELATIONS if relations else TWO
-    return image, [t.format(**attrs) for t in templates]
+    return image, [t.format(**attrs) for t in templates], objects
 
 
 def make_scenes(
@@ -133,16 +135,19 @@ def make_scenes(
     seed: int = 0,
     relations: bool = False,
 ) -> Path:
-    """Write the images and ``dataset_scenes.json`` (Karpathy format) under ``root``; return the JSON path."""
+    """Write the images and ``dataset_scenes.json`` (Karpathy format, each image with its ``objects``
+    beside the captions) under ``root``; return the JSON path."""
     rng = random.Random(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     images = []
     for i, split in enumerate(["train"] * n_train + ["val"] * n_val + ["test"] * n_test):
-        image, captions = draw_scene(rng, size, max_objects, radius, shapes, spread, relations)
+        image, captions, objects = draw_scene(rng, size, max_objects, radius, shapes, spread, relations)
         name = f"scene_{i:05d}.png"
         image.save(root / "images" / name)
         sentences = [{"raw": c} for c in captions]
-        images.append({"filename": name, "imgid": i, "split": split, "sentences": sentences})
+        images.append(
+            {"filename": name, "imgid": i, "split": split, "sentences": sentences, "objects": objects}
+        )
     path = root / "dataset_scenes.json"
     path.write_text(json.dumps({"dataset": "scenes", "images": images}))
     return path
@@ -223,3 +228,25 @@ def relation_accuracy(
             continue
         hits.append(stated == truth_)
     return sum(hits) / max(1, len(hits)), len(hits)
+
+
+def clear_relations(annotations: Path) -> set[str]:
+    """Keys (``imgid``) of the two-object images whose references state the relation along the axis on
+    which the objects lie further apart.
+
+    The generator places two objects in opposite halves along one axis and anywhere along the other, so in
+    about one two-object image in six they lie further apart along the other axis: "a red circle above a
+    blue square" where the square is mostly to its right. A caption saying "to the left of" there is
+    wrong by the references and right by the picture; scoring the clear images alone separates that
+    ambiguity from not knowing where things are.
+    """
+    keys = set()
+    for image in json.loads(Path(annotations).read_text())["images"]:
+        objects = image.get("objects", [])
+        relation = true_relation([s["raw"] for s in image["sentences"]])
+        if len(objects) != 2 or relation is None:
+            continue
+        dx, dy = (abs(objects[0][axis] - objects[1][axis]) for axis in ("x", "y"))
+        if (dx >= dy) == (relation[1] == "left of"):
+            keys.add(str(image["imgid"]))
+    return keys
