@@ -153,14 +153,14 @@ def one_object_scenes(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("config", "floor"), [("flickr8k_resnet50", 0.35), ("coco_attention", 0.7)])
+@pytest.mark.parametrize(("config", "floor"), [("flickr8k_resnet50", 0.3), ("coco_attention", 0.7)])
 def test_captioners_learn_from_frozen_lite0_features(
     weights, one_object_scenes, tmp_path, config, floor, capsys
 ):
     """Both decoders, with their shipped configs (cached frozen features, dataset normalisation), name
     colour and shape of held-out scenes (24 pairs: a guess is right in 4%). Show and Tell reads one pooled
-    vector through init-inject here (``conditioning: auto`` with a frozen encoder) and measured 48% in
-    this small budget (merge: 68%; one object needs no binding, and merge learns faster from few steps;
+    vector through init-inject here (``conditioning: auto`` with a frozen encoder) and measured 40% in
+    this small budget (48% before the floor in feature normalisation; merge: 68%; one object needs no binding, and merge learns faster from few steps;
     on two-object scenes at full size init leads, docs/captioning.md); attention more."""
     annotations = one_object_scenes
     extra = [
