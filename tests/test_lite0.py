@@ -160,8 +160,9 @@ def test_captioners_learn_from_frozen_lite0_features(
     """Both decoders, with their shipped configs (cached frozen features, dataset normalisation), name
     colour and shape of held-out scenes (24 pairs: a guess is right in 4%). Show and Tell reads one pooled
     vector through init-inject here (``conditioning: auto`` with a frozen encoder) and measured 40% in
-    this small budget (48% before the floor in feature normalisation; merge: 68%; one object needs no binding, and merge learns faster from few steps;
-    on two-object scenes at full size init leads, docs/captioning.md); attention more."""
+    this small budget (48% before the floor in feature normalisation; merge: 68%; one object needs no
+    binding, and merge learns faster from few steps; on two-object scenes at full size init leads,
+    docs/captioning.md); attention more."""
     annotations = one_object_scenes
     extra = [
         "model.decoder.embed_dim=64",
