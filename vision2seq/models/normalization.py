@@ -104,8 +104,8 @@ def floored(std: Tensor) -> Tensor:
     Divided by their own tiny deviation they become unit-scale signals made of rare spikes, as loud as the
     dimensions that describe the image, and a decoder fits the training images by them. The floor keeps
     them near zero relative to the others; the rescaling keeps the features as large overall as plain
-    standardisation makes them, so the first layer learns as fast. Where most dimensions are constant
-    (median 0) it is plain standardisation.
+    standardisation makes them (smaller inputs slowed short runs down). Where most dimensions are
+    constant (median 0) it is plain standardisation.
     """
     scale = std + std.median()
     varying = std > 0
