@@ -27,11 +27,10 @@ def test_recorded_objects_match_captions_pixels_and_clear_relations(tmp_path) ->
         if len(objects) != 2:
             continue
         first, relation, second = true_relation(references)
-        a, b = ((o["colour"], o["shape"]) for o in objects)
+        lead, other = objects  # the generator puts object 0 in the first half: left, or above
+        assert (first, second) == ((lead["colour"], lead["shape"]), (other["colour"], other["shape"]))
         axis = "x" if relation == "left of" else "y"
-        lead = objects[0] if first == a else objects[1]
-        assert {first, second} == {a, b}
-        assert lead[axis] < (objects[1] if lead is objects[0] else objects[0])[axis]
+        assert lead[axis] < other[axis]
         dx, dy = (abs(objects[0][k] - objects[1][k]) for k in ("x", "y"))
         assert (str(image["imgid"]) in clear) == ((dx >= dy) if axis == "x" else (dy >= dx))
 
