@@ -7,6 +7,12 @@ model.encoder.weights=null`` on 96 px scenes of one or two coloured shapes for a
 whose caption names exactly their colour+shape pairs.
 ``--scst STEPS`` then fine-tunes each best checkpoint with SCST and scores it again.
 
+On scenes that record their objects it also reports ``relation_holds`` (stated relations true of the
+picture, whichever axis the references chose) and ``binding_free`` / ``binding_ordered``: fed "a
+<colour of one object>" (where the references name either object first) or "there are two shapes: a
+<colour>" (where they always name the left or upper one first), how often the decoder ranks that
+object's shape above the other's (chance: half).
+
     PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/learning --epochs 8 --scst 100
     PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/learning --epochs 8 --tag frozen \
         --configs flickr8k_resnet50 coco_attention --set model.encoder.trainable_from=null
@@ -38,10 +44,13 @@ from scenes import (
     colour_shape_accuracy,
     make_scenes,
     relation_accuracy,
+    relation_holds,
+    true_relation,
     truth,
 )
 
 from vision2seq.config import load_config
+from vision2seq.data.tokenizer import tokenize
 from vision2seq.engine.checkpoint import load_checkpoint
 from vision2seq.evaluation.caption_metrics import CaptionEvaluator
 from vision2seq.tasks import checkpoint_task
@@ -59,12 +68,17 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
     loader = task.eval_loader(restored.config, restored.model, split, restored.device)
     captions: dict[str, str] = {}
     references: dict[str, list[str]] = {}
+    objects = scene_objects(Path(restored.config.data.annotations))
+    bound = {name: [0, 0] for name in BINDING_PREFIXES}
     with torch.no_grad():
         for batch in loader:
             batch.pop("errors", None)
             predicted = restored.task.predict_step(restored.model, batch).captions
             captions.update(zip(batch["keys"], predicted, strict=True))
             references.update(zip(batch["keys"], batch["references"], strict=True))
+            for name, prefix in BINDING_PREFIXES.items():
+                hits, tries = binding(restored.model, restored.task.vocab, batch, objects, prefix)
+                bound[name] = [bound[name][0] + hits, bound[name][1] + tries]
     evaluator = CaptionEvaluator()
     evaluator.update(captions, references)
     metrics = evaluator.compute()
@@ -74,9 +88,45 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
         "colour_shape": round(colour_shape_accuracy(captions, references), 4),
         "colours": round(colour_accuracy(captions, references), 4),
         **relation_scores(captions, references, clear_relations(Path(restored.config.data.annotations))),
+        **picture_relation_score(captions, references, objects),
+        **{f"binding_{name}": round(hits / tries, 4) for name, (hits, tries) in bound.items() if tries},
         "distinct": len(set(captions.values())),
         "example": next(iter(captions.values())),
     }
+
+
+def scene_objects(annotations: Path) -> dict[str, list[dict]]:
+    """Each image's recorded objects (``make_scenes``), by ``imgid``; empty for older scene files."""
+    images = json.loads(annotations.read_text())["images"]
+    return {str(image["imgid"]): image.get("objects", []) for image in images}
+
+
+# Caption openings before the first colour: after "a" either object may come first in the references;
+# after "there are two shapes: a" it is always the left or upper one (``scenes.TWO``).
+BINDING_PREFIXES = {"free": tokenize("a"), "ordered": tokenize("there are two shapes: a")}
+
+
+def binding(
+    model: torch.nn.Module, vocab, batch: dict, objects: dict[str, list[dict]], prefix: list[str]
+) -> tuple[int, int]:
+    """How often the decoder, fed ``prefix`` and one object's colour, ranks that object's shape above the
+    other's.
+
+    On two-object images with two colours and two shapes, once per object: the model's own binding of
+    colour to shape, apart from which object it would name first and from search. Chance is half.
+    """
+    features = model.memory(model.features(batch))
+    hits = tries = 0
+    for row, key in enumerate(batch["keys"]):
+        pair = objects.get(key, [])
+        if len(pair) != 2 or len({o["colour"] for o in pair}) < 2 or len({o["shape"] for o in pair}) < 2:
+            continue
+        for named, other in ((pair[0], pair[1]), (pair[1], pair[0])):
+            words = torch.tensor([vocab.encode([*prefix, named["colour"]])], device=features.device)
+            logits = model.decoder(features[row : row + 1], words).logits[0, -1]  # the word after the colour
+            hits += int(logits[vocab.index[named["shape"]]] > logits[vocab.index[other["shape"]]])
+            tries += 1
+    return hits, tries
 
 
 def relation_scores(
@@ -99,6 +149,20 @@ def relation_scores(
                 }
             )
     return scores
+
+
+def picture_relation_score(
+    captions: dict[str, str], references: dict[str, list[str]], objects: dict[str, list[dict]]
+) -> dict[str, float]:
+    """Share of the captions stating a relation (on images whose references state one) that is true of
+    the picture (``relation_holds``), whichever axis the references chose."""
+    holds = [
+        relation_holds(caption, objects[key])
+        for key, caption in captions.items()
+        if objects.get(key) and true_relation(references[key]) is not None
+    ]
+    stated = [h for h in holds if h is not None]
+    return {"relation_holds": round(sum(stated) / len(stated), 4)} if stated else {}
 
 
 def colour_accuracy(captions: dict[str, str], references: dict[str, list[str]]) -> float:

@@ -208,6 +208,24 @@ def true_relation(references: list[str]) -> tuple[tuple[str, str], str, tuple[st
     return next((r for r in map(stated_relation, references) if r is not None), None)
 
 
+def relation_holds(caption: str, objects: list[dict]) -> bool | None:
+    """Whether the relation ``caption`` states is true of the picture: both named objects are in it and the
+    first one's centre lies on the stated side of the second's. None when the caption states none.
+
+    The references' wording does not enter: "a red circle above a blue square" holds wherever the circle
+    is higher up, even in a scene whose references say it is to the left (``clear_relations``).
+    """
+    stated = stated_relation(caption)
+    if stated is None:
+        return None
+    where = {(o["colour"], o["shape"]): o for o in objects}
+    first, relation, second = stated
+    if first == second or first not in where or second not in where:
+        return False
+    axis = "x" if relation == "left of" else "y"
+    return where[first][axis] < where[second][axis]
+
+
 def relation_accuracy(
     captions: dict[str, str], references: dict[str, list[str]], same_objects: bool = False
 ) -> tuple[float, int]:

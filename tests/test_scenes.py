@@ -7,7 +7,15 @@ from __future__ import annotations
 import json
 
 from PIL import Image
-from scenes import COLOURS, clear_relations, make_scenes, relation_accuracy, true_relation, truth
+from scenes import (
+    COLOURS,
+    clear_relations,
+    make_scenes,
+    relation_accuracy,
+    relation_holds,
+    true_relation,
+    truth,
+)
 
 
 def test_recorded_objects_match_captions_pixels_and_clear_relations(tmp_path) -> None:
@@ -33,6 +41,9 @@ def test_recorded_objects_match_captions_pixels_and_clear_relations(tmp_path) ->
         assert lead[axis] < other[axis]
         dx, dy = (abs(objects[0][k] - objects[1][k]) for k in ("x", "y"))
         assert (str(image["imgid"]) in clear) == ((dx >= dy) if axis == "x" else (dy >= dx))
+        # Every reference's relation holds in the picture, from whichever object it is worded.
+        assert all(relation_holds(r, objects) is not False for r in references)
+        assert sum(relation_holds(r, objects) is True for r in references) >= 2
 
     # A caption stating the other axis is wrong by the references however clear the scene.
     key = next(iter(clear))
@@ -45,3 +56,16 @@ def test_recorded_objects_match_captions_pixels_and_clear_relations(tmp_path) ->
     right = f"a {second[0]} {second[1]} {converse} a {first[0]} {first[1]}."
     assert relation_accuracy({key: wrong}, {key: references}) == (0.0, 1)
     assert relation_accuracy({key: right}, {key: references}) == (1.0, 1)
+
+
+def test_relation_holds_reads_the_picture_not_the_wording() -> None:
+    red, blue = {"colour": "red", "shape": "circle"}, {"colour": "blue", "shape": "square"}
+    objects = [{**red, "x": 0.2, "y": 0.3, "r": 0.1}, {**blue, "x": 0.6, "y": 0.8, "r": 0.1}]
+    # The circle is both left of and above the square: either axis holds, from either object.
+    assert relation_holds("a red circle to the left of a blue square.", objects) is True
+    assert relation_holds("the picture shows a blue square below a red circle.", objects) is True
+    assert relation_holds("a red circle above a blue square.", objects) is True
+    assert relation_holds("a red circle below a blue square.", objects) is False
+    assert relation_holds("a blue square to the left of a red circle.", objects) is False
+    assert relation_holds("a green circle above a blue square.", objects) is False  # not in the picture
+    assert relation_holds("a red circle and a blue square.", objects) is None
