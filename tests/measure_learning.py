@@ -11,7 +11,8 @@ On scenes that record their objects it also reports ``relation_holds`` (stated r
 picture, whichever axis the references chose) and ``binding_free`` / ``binding_ordered``: fed "a
 <colour of one object>" (where the references name either object first) or "there are two shapes: a
 <colour>" (where they always name the left or upper one first), how often the decoder ranks that
-object's shape above the other's (chance: half).
+object's shape above the other's (chance: half); and ``reads_order``: after the second opening, how often
+it ranks the left or upper object's colour above the other's, i.e. what it knows of where they are.
 
     PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/learning --epochs 8 --scst 100
     PYTHONPATH=.:tests python tests/measure_learning.py --out /tmp/learning --epochs 8 --tag frozen \
@@ -70,6 +71,7 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
     references: dict[str, list[str]] = {}
     objects = scene_objects(Path(restored.config.data.annotations))
     bound = {name: [0, 0] for name in BINDING_PREFIXES}
+    order = [0, 0]
     with torch.no_grad():
         for batch in loader:
             batch.pop("errors", None)
@@ -79,6 +81,8 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
             for name, prefix in BINDING_PREFIXES.items():
                 hits, tries = binding(restored.model, restored.task.vocab, batch, objects, prefix)
                 bound[name] = [bound[name][0] + hits, bound[name][1] + tries]
+            hits, tries = reads_order(restored.model, restored.task.vocab, batch, objects)
+            order = [order[0] + hits, order[1] + tries]
     evaluator = CaptionEvaluator()
     evaluator.update(captions, references)
     metrics = evaluator.compute()
@@ -90,6 +94,7 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
         **relation_scores(captions, references, clear_relations(Path(restored.config.data.annotations))),
         **picture_relation_score(captions, references, objects),
         **{f"binding_{name}": round(hits / tries, 4) for name, (hits, tries) in bound.items() if tries},
+        **({"reads_order": round(order[0] / order[1], 4), "two_object_images": order[1]} if order[1] else {}),
         "distinct": len(set(captions.values())),
         "example": next(iter(captions.values())),
     }
@@ -106,27 +111,52 @@ def scene_objects(annotations: Path) -> dict[str, list[dict]]:
 BINDING_PREFIXES = {"free": tokenize("a"), "ordered": tokenize("there are two shapes: a")}
 
 
+def two_object_rows(batch: dict, objects: dict[str, list[dict]]) -> list[tuple[int, dict, dict]]:
+    """(row, left or upper object, other) of the batch's two-object images with two colours and shapes."""
+    rows = []
+    for row, key in enumerate(batch["keys"]):
+        pair = objects.get(key, [])
+        if len(pair) == 2 and len({o["colour"] for o in pair}) == 2 and len({o["shape"] for o in pair}) == 2:
+            rows.append((row, pair[0], pair[1]))
+    return rows
+
+
+def next_word_logits(model: torch.nn.Module, vocab, memory: torch.Tensor, words: list[str]) -> torch.Tensor:
+    """The decoder's logits for the word after ``words`` (teacher-forced from ``<bos>``)."""
+    # Teacher forcing reads every token but the last, here the <eos> that encode appends.
+    ids = torch.tensor([vocab.encode(words)], device=memory.device)
+    return model.decoder(memory, ids).logits[0, -1]
+
+
 def binding(
     model: torch.nn.Module, vocab, batch: dict, objects: dict[str, list[dict]], prefix: list[str]
 ) -> tuple[int, int]:
     """How often the decoder, fed ``prefix`` and one object's colour, ranks that object's shape above the
-    other's.
-
-    On two-object images with two colours and two shapes, once per object: the model's own binding of
-    colour to shape, apart from which object it would name first and from search. Chance is half.
-    """
+    other's: once per object of each two-object image, so a decoder that names the shape of whichever
+    object it reads as first, whatever colour it was given, scores half."""
     features = model.memory(model.features(batch))
     hits = tries = 0
-    for row, key in enumerate(batch["keys"]):
-        pair = objects.get(key, [])
-        if len(pair) != 2 or len({o["colour"] for o in pair}) < 2 or len({o["shape"] for o in pair}) < 2:
-            continue
-        for named, other in ((pair[0], pair[1]), (pair[1], pair[0])):
-            words = torch.tensor([vocab.encode([*prefix, named["colour"]])], device=features.device)
-            logits = model.decoder(features[row : row + 1], words).logits[0, -1]  # the word after the colour
+    for row, first, second in two_object_rows(batch, objects):
+        for named, other in ((first, second), (second, first)):
+            logits = next_word_logits(model, vocab, features[row : row + 1], [*prefix, named["colour"]])
             hits += int(logits[vocab.index[named["shape"]]] > logits[vocab.index[other["shape"]]])
             tries += 1
     return hits, tries
+
+
+def reads_order(
+    model: torch.nn.Module, vocab, batch: dict, objects: dict[str, list[dict]]
+) -> tuple[int, int]:
+    """How often the decoder, fed the opening after which the references name the left or upper object
+    (``BINDING_PREFIXES["ordered"]``), ranks that object's colour above the other's: what it knows of
+    where the objects are (chance: half)."""
+    features = model.memory(model.features(batch))
+    hits = 0
+    rows = two_object_rows(batch, objects)
+    for row, first, second in rows:
+        logits = next_word_logits(model, vocab, features[row : row + 1], BINDING_PREFIXES["ordered"])
+        hits += int(logits[vocab.index[first["colour"]]] > logits[vocab.index[second["colour"]]])
+    return hits, len(rows)
 
 
 def relation_scores(
