@@ -60,6 +60,10 @@ from vision2seq.train import train
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("flickr8k_resnet50", "coco_attention", "demo")
 
+# Caption openings before the first colour: after "a" either object may come first in the references;
+# after "there are two shapes: a" it is always the left or upper one (``scenes.TWO``).
+BINDING_PREFIXES = {"free": tokenize("a"), "ordered": tokenize("there are two shapes: a")}
+
 
 def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
     """BLEU-4, CIDEr-D, colour+shape accuracy and the number of distinct captions on ``split``."""
@@ -78,10 +82,12 @@ def score(checkpoint_path: Path, split: str = "test") -> dict[str, float]:
             predicted = restored.task.predict_step(restored.model, batch).captions
             captions.update(zip(batch["keys"], predicted, strict=True))
             references.update(zip(batch["keys"], batch["references"], strict=True))
+            memory = restored.model.memory(restored.model.features(batch))
+            rows = two_object_rows(batch["keys"], objects)
             for name, prefix in BINDING_PREFIXES.items():
-                hits, tries = binding(restored.model, restored.task.vocab, batch, objects, prefix)
+                hits, tries = binding(restored.model, restored.task.vocab, memory, rows, prefix)
                 bound[name] = [bound[name][0] + hits, bound[name][1] + tries]
-            hits, tries = reads_order(restored.model, restored.task.vocab, batch, objects)
+            hits, tries = reads_order(restored.model, restored.task.vocab, memory, rows)
             order = [order[0] + hits, order[1] + tries]
     evaluator = CaptionEvaluator()
     evaluator.update(captions, references)
@@ -106,15 +112,10 @@ def scene_objects(annotations: Path) -> dict[str, list[dict]]:
     return {str(image["imgid"]): image.get("objects", []) for image in images}
 
 
-# Caption openings before the first colour: after "a" either object may come first in the references;
-# after "there are two shapes: a" it is always the left or upper one (``scenes.TWO``).
-BINDING_PREFIXES = {"free": tokenize("a"), "ordered": tokenize("there are two shapes: a")}
-
-
-def two_object_rows(batch: dict, objects: dict[str, list[dict]]) -> list[tuple[int, dict, dict]]:
+def two_object_rows(keys: list[str], objects: dict[str, list[dict]]) -> list[tuple[int, dict, dict]]:
     """(row, left or upper object, other) of the batch's two-object images with two colours and shapes."""
     rows = []
-    for row, key in enumerate(batch["keys"]):
+    for row, key in enumerate(keys):
         pair = objects.get(key, [])
         if len(pair) == 2 and len({o["colour"] for o in pair}) == 2 and len({o["shape"] for o in pair}) == 2:
             rows.append((row, pair[0], pair[1]))
@@ -129,32 +130,29 @@ def next_word_logits(model: torch.nn.Module, vocab, memory: torch.Tensor, words:
 
 
 def binding(
-    model: torch.nn.Module, vocab, batch: dict, objects: dict[str, list[dict]], prefix: list[str]
+    model: torch.nn.Module, vocab, memory: torch.Tensor, rows: list[tuple[int, dict, dict]], prefix: list[str]
 ) -> tuple[int, int]:
     """How often the decoder, fed ``prefix`` and one object's colour, ranks that object's shape above the
     other's: once per object of each two-object image, so a decoder that names the shape of whichever
     object it reads as first, whatever colour it was given, scores half."""
-    features = model.memory(model.features(batch))
     hits = tries = 0
-    for row, first, second in two_object_rows(batch, objects):
+    for row, first, second in rows:
         for named, other in ((first, second), (second, first)):
-            logits = next_word_logits(model, vocab, features[row : row + 1], [*prefix, named["colour"]])
+            logits = next_word_logits(model, vocab, memory[row : row + 1], [*prefix, named["colour"]])
             hits += int(logits[vocab.index[named["shape"]]] > logits[vocab.index[other["shape"]]])
             tries += 1
     return hits, tries
 
 
 def reads_order(
-    model: torch.nn.Module, vocab, batch: dict, objects: dict[str, list[dict]]
+    model: torch.nn.Module, vocab, memory: torch.Tensor, rows: list[tuple[int, dict, dict]]
 ) -> tuple[int, int]:
     """How often the decoder, fed the opening after which the references name the left or upper object
     (``BINDING_PREFIXES["ordered"]``), ranks that object's colour above the other's: what it knows of
     where the objects are (chance: half)."""
-    features = model.memory(model.features(batch))
     hits = 0
-    rows = two_object_rows(batch, objects)
     for row, first, second in rows:
-        logits = next_word_logits(model, vocab, features[row : row + 1], BINDING_PREFIXES["ordered"])
+        logits = next_word_logits(model, vocab, memory[row : row + 1], BINDING_PREFIXES["ordered"])
         hits += int(logits[vocab.index[first["colour"]]] > logits[vocab.index[second["colour"]]])
     return hits, len(rows)
 
